@@ -1,0 +1,37 @@
+"""The paper's math on plain tensors: no Lightning, Hydra, wandb or torchvision here.
+
+Notation (code name → paper symbol, Song et al. 2021 write α for the cumulative product):
+
+    betas                 β_t, t = 1..T, stored at network index t − 1
+    alphas_cumprod[i]     ᾱ at network index i = t − 1 (α_t in the paper); ᾱ := 1 before index 0
+    T                     number of training diffusion steps (1000)
+    timesteps             τ_1 < … < τ_S, increasing network indices; sampling walks them backwards
+    t, t_prev             an index on τ and the one before it (−1 before the first)
+    eps                   ε̂ = ε_θ(x_t, t), the network's noise prediction
+    x0_pred               x̂0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t
+    eta                   η of eq. 16; 0 is DDIM, 1 is DDPM
+    variance="sigma_hat"  σ̂, DDPM's ancestral step with β̂ = 1 − ᾱ_t/ᾱ_prev (Table 1's last row)
+"""
+
+from .interpolate import slerp
+from .losses import LOSS_WEIGHTINGS, loss_weights, signal_to_noise
+from .sampling import (
+    VARIANCES,
+    SampleStep,
+    ddim_sigma,
+    ddim_step,
+    ddpm_posterior_variance,
+    ddpm_sigma_hat_step,
+    encode,
+    randn_like,
+    sample,
+)
+from .schedule import SCHEDULE_NAMES, NoiseSchedule, eps_from_x0, q_sample, x0_from_eps
+from .trajectory import SKIP_TYPES, check_steps, make_timesteps, timestep_pairs
+
+__all__ = [
+    "LOSS_WEIGHTINGS", "SCHEDULE_NAMES", "SKIP_TYPES", "VARIANCES", "NoiseSchedule", "SampleStep",
+    "check_steps", "ddim_sigma", "ddim_step", "ddpm_posterior_variance", "ddpm_sigma_hat_step", "encode",
+    "eps_from_x0", "loss_weights", "make_timesteps", "q_sample", "randn_like", "sample", "signal_to_noise",
+    "slerp", "timestep_pairs", "x0_from_eps",
+]
