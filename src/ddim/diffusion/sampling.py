@@ -27,6 +27,8 @@ class SampleStep(NamedTuple):
 
 def ddim_sigma(a_t: float | torch.Tensor, a_prev: float | torch.Tensor, eta: float) -> float | torch.Tensor:
     """σ_t(η) of eq. 16: η · √((1 − ᾱ_prev)/(1 − ᾱ_t)) · √(1 − ᾱ_t/ᾱ_prev)."""
+    if eta == 0:
+        return 0.0  # also where the formula is 0/0: the η = 0 step run forwards from x_0, where ᾱ_t = 1
     return eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
 
 
