@@ -1,17 +1,12 @@
-"""Shared fixtures: keep every test offline and every run's files inside tmp dirs."""
+"""Keep every test offline and every file it writes inside temp dirs, module-scoped fixtures included."""
 
 import os
+import tempfile
 
-import pytest
-
-os.environ.setdefault("WANDB_MODE", "offline")
-os.environ.setdefault("WANDB_SILENT", "true")
-os.environ.setdefault("HYDRA_FULL_ERROR", "1")
-
-
-@pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory, monkeypatch):
-    """Caches (digits classifier, reference statistics) go to a per-session temp dir, never ~/.cache."""
-    cache = tmp_path_factory.getbasetemp() / "ddim-cache"
-    monkeypatch.setenv("DDIM_CACHE", str(cache))
-    monkeypatch.setenv("WANDB_DIR", str(tmp_path_factory.getbasetemp() / "wandb"))
+_scratch = tempfile.mkdtemp(prefix="ddim-tests-")
+os.environ["DDIM_CACHE"] = os.path.join(_scratch, "cache")  # digits classifier, reference statistics
+os.environ["WANDB_DIR"] = os.path.join(_scratch, "wandb")
+os.environ["WANDB_MODE"] = "offline"
+os.environ["WANDB_SILENT"] = "true"
+os.environ["HYDRA_FULL_ERROR"] = "1"
+os.environ.setdefault("MPLCONFIGDIR", os.path.join(_scratch, "matplotlib"))

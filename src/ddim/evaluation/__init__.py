@@ -1,0 +1,38 @@
+"""Evaluation: feature extractors, Fréchet-distance statistics, tables and figures.
+
+Only the plain-library modules are imported here; the sweep cell, task and Hydra callback (cell.py, task.py,
+sweep.py) pull in Lightning, Hydra and the data modules, so they are imported by their own module path, and the data
+module can import `digits_split_indices` from here without a cycle."""
+
+from .features import (
+    DIGITS,
+    INCEPTION,
+    DigitsClassifier,
+    FeatureExtractorDigits,
+    build_feature_extractor,
+    default_cache_dir,
+    digits_accuracy,
+    digits_arrays,
+    digits_split_indices,
+    load_digits_classifier,
+    metric_name,
+    train_digits_classifier,
+)
+from .figures import (
+    consistency_grid,
+    consistency_grid_from_columns,
+    interpolation_grid,
+    save_image_grid,
+    upscale_nearest,
+)
+from .pixels import to_uint8
+from .stats import FeatureStats, extract_features, fid_from_stats, kid_from_features, reference_stats
+from .tables import format_table, load_cells, pivot_table, write_results
+
+__all__ = [
+    "DIGITS", "INCEPTION", "DigitsClassifier", "FeatureExtractorDigits", "FeatureStats", "build_feature_extractor",
+    "consistency_grid", "consistency_grid_from_columns", "default_cache_dir", "digits_accuracy", "digits_arrays",
+    "digits_split_indices", "extract_features", "fid_from_stats", "format_table", "interpolation_grid",
+    "kid_from_features", "load_cells", "load_digits_classifier", "metric_name", "pivot_table", "reference_stats",
+    "save_image_grid", "to_uint8", "train_digits_classifier", "upscale_nearest", "write_results",
+]

@@ -1,0 +1,175 @@
+"""Feature extractors: the digits classifier (deterministic, accurate, a usable Fréchet distance, a proper
+torch-fidelity extractor) and the Inception builder's one-line errors, all offline."""
+
+from __future__ import annotations
+
+import urllib.error
+
+import numpy as np
+import pytest
+import torch
+import torch_fidelity
+import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+
+import ddim.evaluation.features as features_module
+from ddim.evaluation.features import (
+    DIGITS,
+    INCEPTION,
+    build_feature_extractor,
+    digits_accuracy,
+    digits_arrays,
+    digits_split_indices,
+    digits_weights_path,
+    metric_name,
+    train_digits_classifier,
+)
+from ddim.evaluation.stats import FeatureStats, extract_features, fid_from_stats, kid_from_features, to_uint8
+
+
+@pytest.fixture
+def digits_extractor():
+    """Trained once per session into the session's cache dir (conftest's autouse fixture sets DDIM_CACHE, which
+    is why this fixture is function-scoped: a wider scope would be built before that fixture runs)."""
+    return build_feature_extractor(DIGITS, None, "cpu")
+
+
+def stats_of(extractor, images: torch.Tensor) -> FeatureStats:
+    return FeatureStats.from_features(extract_features(extractor, to_uint8(images)))
+
+
+def test_digits_split_is_a_fixed_partition():
+    train, test = digits_split_indices("train"), digits_split_indices("test")
+    assert (len(train), len(test)) == (1437, 360)
+    assert np.array_equal(np.sort(np.concatenate([train, test])), np.arange(1797))
+    assert np.array_equal(train, digits_split_indices("train"))
+    with pytest.raises(ValueError, match="split"):
+        digits_split_indices("val")
+    images, labels = digits_arrays("test")
+    assert images.shape == (360, 1, 8, 8) and images.min() == -1 and images.max() == 1 and len(labels) == 360
+
+
+def test_digits_training_is_deterministic_and_leaves_the_global_rng_alone():
+    rng_state = torch.get_rng_state()
+    first, second = train_digits_classifier(epochs=1), train_digits_classifier(epochs=1)
+    assert torch.equal(torch.get_rng_state(), rng_state)
+    for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_digits_classifier_is_cached_accurate_and_registered(digits_extractor):
+    assert digits_weights_path().is_file()
+    assert digits_accuracy(digits_extractor.classifier, "test") > 0.95
+    reloaded = build_feature_extractor(DIGITS, None, "cpu")  # from the cache file, no training
+    images, _ = digits_arrays("test")
+    assert torch.equal(extract_features(reloaded, to_uint8(images[:16])),
+                       extract_features(digits_extractor, to_uint8(images[:16])))
+    assert reloaded.cache_tag == digits_extractor.cache_tag
+    assert torch_fidelity.registry.FEATURE_EXTRACTORS_REGISTRY[DIGITS] is type(digits_extractor)
+    assert metric_name(DIGITS) == "fd_digits" and metric_name(INCEPTION) == "fid"
+
+
+def test_digits_fd_separates_real_digits_from_noise(digits_extractor):
+    train, _ = digits_arrays("train")
+    test, _ = digits_arrays("test")
+    noise = torch.rand(test.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    reference = stats_of(digits_extractor, train)
+    fd = lambda other: fid_from_stats(reference.mu, reference.sigma, other.mu, other.sigma)  # noqa: E731
+    real, half, random = fd(stats_of(digits_extractor, test)), fd(stats_of(digits_extractor, torch.cat(
+        [test[:180], noise[:180]]))), fd(stats_of(digits_extractor, noise))
+    assert stats_of(digits_extractor, test).mu.shape == (64,)
+    assert real < half < random and random > 10 * real
+
+
+def test_torch_fidelity_computes_the_same_fd_with_our_extractor(digits_extractor):
+    """Registration works end to end: the library's own pipeline on uint8 tensors equals our streamed path."""
+    train, _ = digits_arrays("train")
+    test, _ = digits_arrays("test")
+    a, b = to_uint8(train[:300]), to_uint8(test[:200])
+    metrics = torch_fidelity.calculate_metrics(
+        input1=_TensorImages(a), input2=_TensorImages(b), feature_extractor=DIGITS, fid=True, kid=True,
+        kid_subsets=3, kid_subset_size=100, cuda=False, cache=False, verbose=False, save_cpu_ram=True, batch_size=128,
+    )
+    ours_a, ours_b = stats_of(digits_extractor, train[:300]), stats_of(digits_extractor, test[:200])
+    assert metrics["frechet_inception_distance"] == pytest.approx(
+        fid_from_stats(ours_a.mu, ours_a.sigma, ours_b.mu, ours_b.sigma), rel=1e-6)
+    kid_mean, _ = kid_from_features(ours_a.features, ours_b.features, subsets=3, subset_size=100)
+    assert metrics["kernel_inception_distance_mean"] == pytest.approx(kid_mean, rel=1e-5)
+
+
+class _TensorImages(torch.utils.data.Dataset):
+    """torch-fidelity's input: a Dataset of uint8 CHW tensors."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
+# ---- Inception: errors before any work, never a download ----
+
+def _forbid_construction(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("InceptionV3 must not be built when the weights file is missing")
+
+    monkeypatch.setattr(features_module, "FeatureExtractorInceptionV3", refuse)
+
+
+def _assert_one_line_with_the_fix(message: str) -> None:
+    assert "\n" not in message
+    assert "fid.weights=PATH" in message and URL_INCEPTION_V3 in message
+
+
+def test_missing_inception_weights_fail_in_one_line_before_building(tmp_path, monkeypatch):
+    _forbid_construction(monkeypatch)
+    missing = tmp_path / "weights-inception.pth"
+    with pytest.raises(RuntimeError) as error:
+        build_feature_extractor(INCEPTION, missing, "cpu")
+    _assert_one_line_with_the_fix(str(error.value))
+    assert f"fid.weights={missing}: no such file" in str(error.value)
+
+
+def test_offline_inception_download_fails_in_one_line(monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(tf_inception, "load_state_dict_from_url", offline)
+    with pytest.raises(RuntimeError, match="could not be downloaded") as error:
+        build_feature_extractor(INCEPTION, None, "cpu")
+    _assert_one_line_with_the_fix(str(error.value))
+
+
+def test_corrupt_inception_weights_fail_in_one_line(tmp_path):
+    corrupt = tmp_path / "weights.pth"
+    corrupt.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="could not be loaded") as error:
+        build_feature_extractor(INCEPTION, corrupt, "cpu")
+    _assert_one_line_with_the_fix(str(error.value))
+
+
+def test_unknown_extractor_and_missing_digits_weights(tmp_path):
+    with pytest.raises(ValueError, match="unknown feature extractor"):
+        build_feature_extractor("resnet", None, "cpu")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        build_feature_extractor(DIGITS, tmp_path / "nope.pt", "cpu")
+
+
+def test_inception_from_a_weights_file_takes_gray_images(tmp_path, monkeypatch):
+    """A randomly initialised InceptionV3 saved to disk goes through the real weights-path branch; 1-channel images
+    give the same 2048-d features as their 3-channel repeat."""
+    with monkeypatch.context() as patch:
+        patch.setattr(tf_inception, "load_state_dict_from_url", lambda *a, **k: None)
+        patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        torch.manual_seed(0)
+        random_weights = FeatureExtractorInceptionV3(INCEPTION, ["2048"]).state_dict()
+    torch.save(random_weights, tmp_path / "inception.pth")
+    del random_weights
+    extractor = build_feature_extractor(INCEPTION, tmp_path / "inception.pth", "cpu")
+    gray = to_uint8(torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1)
+    features = extract_features(extractor, gray)
+    assert features.shape == (2, 2048)
+    assert torch.equal(features, extract_features(extractor, gray.repeat(1, 3, 1, 1)))
