@@ -170,10 +170,3 @@ def test_dataset_info_lists_reference_and_test_splits():
         assert {info["train_split"], info["test_split"]} <= set(info["splits"])
         assert info["channels"] in (1, 3) and info["resolution"] > 0
     assert (DATASET_INFO["folder"]["train_split"], DATASET_INFO["folder"]["test_split"]) == ("all", "all")
-
-
-def test_digits_split_agrees_with_evaluation():
-    """The evaluation package's digits split (its FID reference) must be this one."""
-    features = pytest.importorskip("ddim.evaluation.features")
-    for split in ("train", "test"):
-        assert np.array_equal(features.digits_split_indices(split), digits_split_indices(split))

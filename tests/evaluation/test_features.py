@@ -13,13 +13,13 @@ import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 
 import ddim.evaluation.features as features_module
+from ddim.data import digits_split_indices
 from ddim.evaluation.features import (
     DIGITS,
     INCEPTION,
     build_feature_extractor,
     digits_accuracy,
     digits_arrays,
-    digits_split_indices,
     digits_weights_path,
     metric_name,
     train_digits_classifier,

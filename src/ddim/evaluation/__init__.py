@@ -1,8 +1,7 @@
 """Evaluation: feature extractors, Fréchet-distance statistics, tables and figures.
 
 Only the plain-library modules are imported here; the sweep cell, task and Hydra callback (cell.py, task.py,
-sweep.py) pull in Lightning, Hydra and the data modules, so they are imported by their own module path, and the data
-module can import `digits_split_indices` from here without a cycle."""
+sweep.py) pull in Lightning, Hydra and the data modules, so they are imported by their own module path."""
 
 from .features import (
     DIGITS,
@@ -13,7 +12,6 @@ from .features import (
     default_cache_dir,
     digits_accuracy,
     digits_arrays,
-    digits_split_indices,
     load_digits_classifier,
     metric_name,
     train_digits_classifier,
@@ -32,7 +30,7 @@ from .tables import format_table, load_cells, pivot_table, write_results
 __all__ = [
     "DIGITS", "INCEPTION", "DigitsClassifier", "FeatureExtractorDigits", "FeatureStats", "build_feature_extractor",
     "consistency_grid", "consistency_grid_from_columns", "default_cache_dir", "digits_accuracy", "digits_arrays",
-    "digits_split_indices", "extract_features", "fid_from_stats", "format_table", "interpolation_grid",
+    "extract_features", "fid_from_stats", "format_table", "interpolation_grid",
     "kid_from_features", "load_cells", "load_digits_classifier", "metric_name", "pivot_table", "reference_stats",
     "save_image_grid", "to_uint8", "train_digits_classifier", "upscale_nearest", "write_results",
 ]

@@ -17,6 +17,7 @@ from torch_fidelity import FeatureExtractorBase, register_feature_extractor
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
+from ddim.data.datasets import digits_split_indices
 from ddim.utils import atomic_torch_save
 
 from .pixels import to_uint8
@@ -44,17 +45,6 @@ def metric_name(extractor_name: str) -> str:
     if extractor_name not in METRIC_NAMES:
         raise ValueError(f"unknown feature extractor {extractor_name!r}; expected one of {', '.join(METRIC_NAMES)}")
     return METRIC_NAMES[extractor_name]
-
-
-def digits_split_indices(split: str) -> np.ndarray:
-    """Sorted indices into sklearn's load_digits: "train" is the first 80% of a seed-0 permutation, "test" the rest."""
-    permutation = np.random.default_rng(DIGITS_SEED).permutation(DIGITS_NUM_IMAGES)
-    num_train = int(0.8 * DIGITS_NUM_IMAGES)
-    if split == "train":
-        return np.sort(permutation[:num_train])
-    if split == "test":
-        return np.sort(permutation[num_train:])
-    raise ValueError(f"digits split {split!r}; expected train or test")
 
 
 def digits_arrays(split: str) -> tuple[torch.Tensor, torch.Tensor]:
