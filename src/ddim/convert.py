@@ -1,0 +1,78 @@
+"""Convert any checkpoint `ddim.models.read_checkpoint` reads into this project's checkpoint format.
+
+    python -m ddim.convert SRC DST [--no-ema] [--trust-pickle] [--resolution N]
+
+DST is {"state_dict": {"model.<k>", "ema.module.<k>", "ema.n_averaged"}, "hyper_parameters": {"model", "schedule",
+"converted_from", "source"}}, loadable with torch.load(weights_only=True). The selected weights (EMA unless --no-ema)
+fill both the raw and the EMA slot, with n_averaged = 0: a file holds one set of weights, so sampling it with or
+without ema gives the same model, and an AveragedModel that resumes from it starts from those weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddim.models.pretrained import DEFAULT_SCHEDULE, read_checkpoint
+
+
+def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, ema: bool = True, trust_pickle: bool = False,
+                       model_config: Mapping[str, Any] | None = None) -> Path:
+    """Reads `src` (any supported format) and writes it atomically to `dst` in this project's format."""
+    loaded = read_checkpoint(src, ema=ema, trust_pickle=trust_pickle, model_config=model_config)
+    weights = {k: v.detach().clone().contiguous() for k, v in loaded.model.state_dict().items()}
+    state_dict: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in weights.items()}
+    # the same tensors under both names would be saved once and shared on load; keep them independent
+    state_dict.update({f"ema.module.{k}": v.clone() for k, v in weights.items()})
+    state_dict["ema.n_averaged"] = torch.tensor(0, dtype=torch.long)
+    hyper_parameters = {
+        "model": dict(loaded.model_config),
+        "schedule": dict(loaded.schedule or DEFAULT_SCHEDULE),
+        "converted_from": str(src),
+        "source": loaded.source,
+    }
+    dst = Path(dst).expanduser()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    # write next to dst, then rename: a crash never leaves a half-written checkpoint under the final name
+    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
+    os.close(fd)
+    try:
+        torch.save({"state_dict": state_dict, "hyper_parameters": hyper_parameters}, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ddim.convert", description=__doc__.split("\n\n")[0])
+    parser.add_argument("src", help="a state dict, this project's checkpoint, the official DDIM list, "
+                                    "or a diffusers folder")
+    parser.add_argument("dst", help="where to write the converted checkpoint")
+    parser.add_argument("--no-ema", action="store_true", help="take the raw weights where the file also has EMA ones")
+    parser.add_argument("--trust-pickle", action="store_true",
+                        help="allow full unpickling (it can run code): only for files you trust")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="image resolution, for files that do not say it (bare state dicts, official lists)")
+    args = parser.parse_args(argv)
+    model_config = {"resolution": args.resolution} if args.resolution else None
+    try:
+        dst = convert_checkpoint(args.src, args.dst, ema=not args.no_ema, trust_pickle=args.trust_pickle,
+                                 model_config=model_config)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"wrote {dst}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

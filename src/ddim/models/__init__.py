@@ -1,0 +1,19 @@
+"""The DDPM U-Net and loading of published weights and checkpoints into it."""
+
+from .pretrained import (
+    KNOWN_WEIGHTS,
+    CheckpointError,
+    CheckpointMismatchError,
+    LoadedCheckpoint,
+    PretrainedSpec,
+    UnsafeCheckpointError,
+    load_pretrained,
+    read_checkpoint,
+    resolve_pretrained,
+)
+from .unet import UNet, count_parameters
+
+__all__ = [
+    "KNOWN_WEIGHTS", "CheckpointError", "CheckpointMismatchError", "LoadedCheckpoint", "PretrainedSpec", "UNet",
+    "UnsafeCheckpointError", "count_parameters", "load_pretrained", "read_checkpoint", "resolve_pretrained",
+]
