@@ -1,0 +1,62 @@
+"""Callbacks: a sample grid from the EMA weights and a fixed x_T, so grids are comparable over training."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.loggers import WandbLogger
+
+from ddim.evaluation.figures import save_image_grid
+from ddim.evaluation.generate import SamplerSettings, generate
+
+
+class SampleGrid(L.Callback):
+    """Every `every_n_steps` optimizer steps (and at the end), samples `num_samples` images with the EMA model
+    and writes `<out_dir>/step_XXXXXXX.png` plus a copy `last.png`; also logs it to W&B when that logger is on."""
+
+    def __init__(
+        self, out_dir: str, every_n_steps: int = 500, num_samples: int = 64, steps: int = 50, eta: float = 0.0,
+        skip: str = "uniform", seed: int = 0, nrow: int = 8, upscale: int = 1,
+    ) -> None:
+        if every_n_steps < 1 or num_samples < 1:
+            raise ValueError(f"SampleGrid: every_n_steps={every_n_steps}, num_samples={num_samples}; expected >= 1")
+        self.out_dir = Path(out_dir)
+        self.every_n_steps, self.num_samples = every_n_steps, num_samples
+        self.steps, self.eta, self.skip, self.seed = steps, eta, skip, seed
+        self.nrow, self.upscale = nrow, upscale
+        self._last_step = -1
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every_n_steps == 0:
+            self.write_grid(trainer, pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.write_grid(trainer, pl_module)
+
+    def make_samples(self, pl_module: L.LightningModule) -> torch.Tensor:
+        """The same x_T and noise every time: image i depends only on (seed, i)."""
+        model = pl_module.ema_model
+        was_training = model.training
+        model.eval()
+        config = model.config
+        shape = (config["in_channels"], config["resolution"], config["resolution"])
+        settings = SamplerSettings(min(self.steps, pl_module.schedule.T), self.eta, self.skip)
+        images = generate(model, pl_module.schedule, settings, range(self.num_samples), self.seed, shape,
+                          pl_module.device)
+        model.train(was_training)
+        return images
+
+    def write_grid(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        step = trainer.global_step
+        if step == self._last_step or not trainer.is_global_zero:
+            return
+        self._last_step = step
+        images = self.make_samples(pl_module)
+        path = save_image_grid(images, self.out_dir / f"step_{step:07d}.png", nrow=self.nrow, upscale=self.upscale)
+        shutil.copyfile(path, self.out_dir / "last.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image("samples", [str(path)], step=step, caption=[f"step {step}"])

@@ -1,0 +1,100 @@
+"""The LightningModule: L_γ on ε-prediction, Adam with warm-up, and an EMA copy used for sampling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from ddim.diffusion import LOSS_WEIGHTINGS, NoiseSchedule, loss_weights, q_sample
+from ddim.models import UNet
+
+
+def warmup_lr_factor(step: int, warmup_steps: int) -> float:
+    """Linear warm-up from 0 to the full learning rate over `warmup_steps`, then constant (Ho et al.)."""
+    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+
+
+def build_schedule(schedule: dict[str, Any]) -> NoiseSchedule:
+    """A NoiseSchedule from the config/checkpoint dict {"name": ..., "T": ..., other keyword arguments}."""
+    kwargs = dict(schedule)
+    return NoiseSchedule.from_name(kwargs.pop("name"), **kwargs)
+
+
+def antithetic_timesteps(batch_size: int, T: int, device: torch.device, generator=None) -> torch.Tensor:
+    """t uniform on 0..T−1, drawn in pairs (t, T−1−t) to lower the variance of the loss (official DDIM code)."""
+    half = torch.randint(0, T, (batch_size // 2 + 1,), device=device, generator=generator)
+    return torch.cat([half, T - 1 - half])[:batch_size]
+
+
+class DiffusionModule(L.LightningModule):
+    """Trains ε_θ with L_γ; `self.ema.module` holds the exponential moving average of the weights."""
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        schedule: dict[str, Any],
+        lr: float = 2e-4,
+        adam_betas: tuple[float, float] = (0.9, 0.999),
+        weight_decay: float = 0.0,
+        warmup_steps: int = 5000,
+        ema_decay: float = 0.9999,
+        loss_weighting: str = "simple",
+        min_snr_gamma: float = 5.0,
+        antithetic: bool = True,
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        if loss_weighting not in LOSS_WEIGHTINGS:
+            raise ValueError(f"loss_weighting={loss_weighting!r}; expected one of {', '.join(LOSS_WEIGHTINGS)}")
+        if not 0.0 <= ema_decay < 1.0:
+            raise ValueError(f"ema_decay={ema_decay!r}; expected a value in [0, 1)")
+        # plain dicts only, so that checkpoints load with torch.load(weights_only=True) and carry the architecture
+        self.save_hyperparameters()
+        self.model = UNet(**model)
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        self.ema.requires_grad_(False)
+        self.schedule = build_schedule(schedule)
+        self.register_buffer("alphas_cumprod", self.schedule.alphas_cumprod.float(), persistent=False)
+        weights = loss_weights(self.schedule, loss_weighting, min_snr_gamma).float()
+        self.register_buffer("loss_weights", weights, persistent=False)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.model(x, t)
+
+    def diffusion_loss(self, x0: torch.Tensor) -> torch.Tensor:
+        """L_γ: γ_t · mean over pixels of ‖ε_θ(x_t, t) − ε‖², averaged over the batch (Ho et al.'s meanflat)."""
+        batch = x0.shape[0]
+        if self.hparams.antithetic:
+            t = antithetic_timesteps(batch, self.schedule.T, x0.device)
+        else:
+            t = torch.randint(0, self.schedule.T, (batch,), device=x0.device)
+        noise = torch.randn_like(x0)
+        a_t = self.alphas_cumprod[t].reshape(-1, *([1] * (x0.dim() - 1)))
+        eps = self.model(q_sample(x0, a_t, noise), t)
+        per_sample = (eps.float() - noise).square().flatten(1).mean(1)
+        return (self.loss_weights[t] * per_sample).mean()
+
+    def training_step(self, batch: torch.Tensor | tuple | list, batch_idx: int) -> torch.Tensor:
+        x0 = batch[0] if isinstance(batch, (tuple, list)) else batch
+        loss = self.diffusion_loss(x0)
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x0.shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.ema.update_parameters(self.model)
+
+    def configure_optimizers(self):
+        optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.adam_betas),
+            weight_decay=self.hparams.weight_decay,
+        )
+        warmup = self.hparams.warmup_steps
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_lr_factor(step, warmup))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    @property
+    def ema_model(self) -> torch.nn.Module:
+        return self.ema.module

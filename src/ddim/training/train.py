@@ -1,0 +1,93 @@
+"""The training task: build data, module, callbacks, loggers and trainer from the config, then fit."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from .module import DiffusionModule
+
+log = logging.getLogger(__name__)
+
+
+def plain(cfg: DictConfig | None) -> dict[str, Any]:
+    """A resolved config node as plain builtins, with Hydra's `_target_` dropped."""
+    data = OmegaConf.to_container(cfg, resolve=True) if cfg is not None else {}
+    return {k: v for k, v in data.items() if k != "_target_"}
+
+
+def checkpoint_hparams(path: str | Path) -> dict[str, Any]:
+    """The hyper-parameters stored in one of our checkpoints, read without running pickled code."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"resume={path}: no such checkpoint file")
+    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt or "model" not in ckpt["hyper_parameters"]:
+        raise ValueError(f"resume={path}: not a training checkpoint of this project (no hyper_parameters.model)")
+    return ckpt["hyper_parameters"]
+
+
+def check_model_fits_data(model: dict[str, Any], datamodule: Any, dataset_name: str) -> None:
+    if model["in_channels"] != datamodule.channels or model["resolution"] != datamodule.resolution:
+        raise ValueError(
+            f"model takes {model['in_channels']}x{model['resolution']}x{model['resolution']} images but dataset "
+            f"{dataset_name} gives {datamodule.channels}x{datamodule.resolution}x{datamodule.resolution}; "
+            f"pick a matching model=... (or experiment=...)"
+        )
+
+
+def build_module(cfg: DictConfig) -> DiffusionModule:
+    """The module from the config, or from the resumed checkpoint's own architecture and schedule."""
+    model, schedule = plain(cfg.model), plain(cfg.diffusion)
+    if cfg.get("resume"):
+        saved = checkpoint_hparams(cfg.resume)
+        if saved["model"] != model or saved["schedule"] != schedule:
+            log.warning("resume: using the checkpoint's model and schedule, which differ from the config")
+        model, schedule = saved["model"], saved["schedule"]
+    return DiffusionModule(model=model, schedule=schedule, data=plain(cfg.dataset), **plain(cfg.module))
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Fits the model; returns where the checkpoint and sample grid are and the last logged loss."""
+    output_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True)
+    datamodule = hydra.utils.instantiate(cfg.dataset)
+    datamodule.check_available()  # a missing data set is one line, before any model is built
+    module = build_module(cfg)
+    check_model_fits_data(module.hparams.model, datamodule, cfg.dataset.name)
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    last = output_dir / "checkpoints" / "last.ckpt"
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"), weights_only=True)
+        trainer.save_checkpoint(last)  # the end state, whatever every_n_train_steps was
+    finally:
+        _finish_wandb()
+    loss = trainer.callback_metrics.get("train/loss")
+    result = {
+        "checkpoint": str(last),
+        "samples": str(output_dir / "samples" / "last.png"),
+        "global_step": trainer.global_step,
+        "loss": float(loss) if loss is not None else None,
+    }
+    if trainer.is_global_zero:
+        log.info("checkpoint: %s", result["checkpoint"])
+        log.info("sample grid: %s", result["samples"])
+    return result
+
+
+def _finish_wandb() -> None:
+    """Close the W&B run even when fit failed, so the next multirun job starts clean."""
+    try:
+        import wandb
+    except ImportError:
+        return
+    if wandb.run is not None:
+        wandb.finish()

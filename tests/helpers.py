@@ -1,0 +1,32 @@
+"""Compose the real Hydra configs for tests, shrunk to seconds on a CPU and kept inside tmp_path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_MODEL = [
+    "model.ch=32", "model.ch_mult=[1,2]", "model.num_res_blocks=1", "model.attn_resolutions=[4]",
+]
+
+
+def compose_config(name: str, output_dir: Path, overrides: list[str]) -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+    return cfg
+
+
+def tiny_train_config(output_dir: Path, *extra: str) -> DictConfig:
+    return compose_config("train", output_dir, [
+        *TINY_MODEL, "logger=csv", "trainer.accelerator=cpu", "trainer.max_steps=4", "trainer.log_every_n_steps=1",
+        "trainer.enable_model_summary=false", "dataset.batch_size=16", "module.warmup_steps=2",
+        "callbacks.checkpoint.every_n_train_steps=2", "callbacks.sample_grid.every_n_steps=2",
+        "callbacks.sample_grid.num_samples=4", "callbacks.sample_grid.steps=5", *extra,
+    ])

@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from ddim.diffusion import NoiseSchedule
+from ddim.training import DiffusionModule, antithetic_timesteps, warmup_lr_factor
+
+from ..diffusion.gaussian_oracle import GaussianOracle
+
+TINY = dict(in_channels=1, out_ch=1, ch=32, ch_mult=[1, 2], num_res_blocks=1, attn_resolutions=[4],
+            dropout=0.0, resolution=8)
+LINEAR = {"name": "linear", "T": 1000, "beta_start": 1e-4, "beta_end": 0.02}
+
+
+def test_warmup_is_linear_then_constant():
+    assert [warmup_lr_factor(s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert warmup_lr_factor(0, 0) == 1.0
+
+
+def test_antithetic_timesteps_come_in_mirrored_pairs():
+    t = antithetic_timesteps(9, 1000, torch.device("cpu"), torch.Generator().manual_seed(0))
+    assert t.shape == (9,) and t.dtype == torch.long and int(t.min()) >= 0 and int(t.max()) <= 999
+    half = 9 // 2 + 1
+    assert torch.equal(t[half:] + t[: 9 - half], torch.full((9 - half,), 999))
+
+
+@pytest.mark.parametrize("weighting", ["simple", "min_snr"])
+def test_loss_of_the_optimal_predictor_is_the_posterior_variance_of_the_noise(weighting):
+    """With x0 ~ N(μ, s²), the best ε̂ leaves E‖ε̂ − ε‖² = Var(ε | x_t) = 1 − (1 − ᾱ)/(ᾱ s² + 1 − ᾱ) per
+    dimension; L_γ must be Σ_t γ_t of that over uniform t."""
+    torch.manual_seed(0)
+    module = DiffusionModule(model=TINY, schedule=LINEAR, loss_weighting=weighting, antithetic=False)
+    mean, std = 0.1, 0.4
+    module.model = GaussianOracle(module.schedule, mean, std)
+    x0 = mean + std * torch.randn(200000, 1, 1, 1)
+    a = module.schedule.alphas_cumprod
+    expected = (module.loss_weights.double() * (1 - (1 - a) / (a * std**2 + 1 - a))).mean().item()
+    assert module.diffusion_loss(x0).item() == pytest.approx(expected, rel=0.02)
+
+
+def test_ema_follows_its_closed_form():
+    module = DiffusionModule(model=TINY, schedule=LINEAR, ema_decay=0.9)
+    param = lambda m: next(m.parameters())
+    first = param(module.model).detach().clone()
+    module.ema.update_parameters(module.model)  # the first update copies the weights
+    torch.testing.assert_close(param(module.ema_model), first)
+    with torch.no_grad():
+        param(module.model).add_(1.0)
+    module.ema.update_parameters(module.model)
+    torch.testing.assert_close(param(module.ema_model), 0.9 * first + 0.1 * (first + 1.0))
+    assert not any(p.requires_grad for p in module.ema.parameters())
+
+
+def test_bad_module_settings_are_one_clear_line():
+    with pytest.raises(ValueError, match=r"loss_weighting='elbo'; expected one of simple, theorem1, min_snr"):
+        DiffusionModule(model=TINY, schedule=LINEAR, loss_weighting="elbo")
+    with pytest.raises(ValueError, match=r"ema_decay=1.5; expected a value in \[0, 1\)"):
+        DiffusionModule(model=TINY, schedule=LINEAR, ema_decay=1.5)
+    with pytest.raises(ValueError, match="unknown noise schedule 'warp'"):
+        DiffusionModule(model=TINY, schedule={"name": "warp", "T": 10})
