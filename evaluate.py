@@ -1,0 +1,33 @@
+"""Evaluate checkpoints with DDIM's generalized sampler: one cell, or an S × η grid with -m (see conf/evaluate.yaml)."""
+
+import logging
+import sys
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from ddim.evaluation.task import evaluate_task
+
+log = logging.getLogger("evaluate")
+
+
+@hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        group = str(hydra_cfg.sweep.dir) if multirun else None
+        metrics = evaluate_task(cfg, hydra_cfg.runtime.output_dir, multirun=multirun, group=group)
+    except (ValueError, FileNotFoundError, RuntimeError) as error:
+        # bad input is one line, not a traceback
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    if not multirun:
+        shown = {k: metrics.get(k) for k in ("metric", "value", "kid_mean", "recon_mse", "nfe", "images_per_second")}
+        print(" ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,255 @@
+"""One cell of the S × η grid: sample N images straight into the feature extractor, score them against the
+training set, measure reconstruction (Table 2), and write metrics.json. Data-parallel over processes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.fabric import Fabric
+from tqdm.auto import tqdm
+
+from ddim.data import DATASET_INFO, build_dataset, from_model_range
+from ddim.diffusion import NoiseSchedule
+from ddim.models import read_checkpoint
+from ddim.training.module import build_schedule
+from ddim.utils import atomic_path, atomic_write_text
+
+from .features import build_feature_extractor, metric_name
+from .generate import SamplerSettings, generate, reconstruct
+from .stats import FeatureStats, extract_features, fid_from_stats, kid_from_features, reference_stats, to_uint8
+
+log = logging.getLogger(__name__)
+DEFAULT_SCHEDULE = {"name": "linear", "T": 1000, "beta_start": 1e-4, "beta_end": 0.02}
+
+
+@dataclass
+class CellPlan:
+    """Everything a worker process needs to do its share of a cell; plain values, so it pickles."""
+
+    ckpt: str
+    settings: SamplerSettings
+    out_dir: str
+    dataset: dict[str, Any]
+    extractor: str
+    num_samples: int
+    batch_size: int
+    seed: int = 0
+    ema: bool = True
+    trust_pickle: bool = False
+    weights: str | None = None
+    recon_samples: int = 0
+    kid_subsets: int = 100
+    kid_subset_size: int = 1000
+    save_samples: bool = False
+    bf16: bool = False
+    compile: bool = False
+    accelerator: str = "auto"
+    devices: int = 1
+    cache_dir: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def image_key(self) -> dict[str, Any]:
+        """What decides image i (and its features): cells sharing it can share and extend each other's work."""
+        return {
+            "ckpt": str(Path(self.ckpt).resolve()), "ema": self.ema, "steps": self.settings.steps,
+            "eta": self.settings.eta, "skip": self.settings.skip, "clip_denoised": self.settings.clip_denoised,
+            "seed": self.seed, "extractor": self.extractor,
+        }
+
+    def work_dir(self, kind: str) -> Path:
+        """Where finished batches of `kind` ("features", "reconstruction") go, named by what produced them."""
+        digest = hashlib.sha1(json.dumps(self.image_key, sort_keys=True, default=str).encode()).hexdigest()[:10]
+        return Path(self.out_dir) / f"{kind}-{digest}"
+
+    @property
+    def key(self) -> dict[str, Any]:
+        """What identifies a finished cell: rerunning with the same key skips it."""
+        return {**self.image_key, "num_samples": self.num_samples, "recon_samples": self.recon_samples,
+                "dataset": self.dataset.get("name")}
+
+
+def load_model(plan: CellPlan, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, NoiseSchedule, dict]:
+    """The network in eval mode on `device`, its noise schedule, and what the checkpoint says about its data."""
+    loaded = read_checkpoint(plan.ckpt, ema=plan.ema, trust_pickle=plan.trust_pickle)
+    model = loaded.model.to(device).eval().requires_grad_(False)
+    schedule = build_schedule(loaded.schedule or DEFAULT_SCHEDULE)
+    data = dict((loaded.extra or {}).get("data") or {})
+    return model, schedule, data
+
+
+def image_shape(model: torch.nn.Module) -> tuple[int, int, int]:
+    config = model.config
+    return (config["in_channels"], config["resolution"], config["resolution"])
+
+
+def chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
+
+def done_indices(folder: Path) -> set[int]:
+    """Indices already written by an earlier (perhaps interrupted) run of the same cell."""
+    done: set[int] = set()
+    for path in folder.glob("*.npz"):
+        with np.load(path) as data:
+            done.update(int(i) for i in data["indices"])
+    return done
+
+
+def save_chunk(folder: Path, indices: Sequence[int], **arrays: np.ndarray) -> None:
+    with atomic_path(folder / f"{indices[0]:08d}_{len(indices)}.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, indices=np.asarray(indices, dtype=np.int64), **arrays)
+
+
+def read_chunks(folder: Path, name: str, num: int) -> np.ndarray:
+    """Rows of `name` ordered by image index, for indices 0..num−1, each exactly once."""
+    rows: dict[int, np.ndarray] = {}
+    for path in sorted(folder.glob("*.npz")):
+        with np.load(path) as data:
+            for i, row in zip(data["indices"], data[name]):
+                if i < num:
+                    rows[int(i)] = row
+    missing = num - len(rows)
+    if missing:
+        raise RuntimeError(f"{folder}: {missing} of {num} results are missing after sampling")
+    return np.stack([rows[i] for i in range(num)])
+
+
+def run_shard(fabric: Fabric, plan: CellPlan) -> None:
+    """This process's share: every world_size-th missing index, in batches, features (and MSEs) to disk."""
+    model, schedule, _ = load_model(plan, fabric.device)
+    if plan.compile:
+        model = torch.compile(model)
+    out = Path(plan.out_dir)
+    shape = image_shape(model)
+    extractor = build_feature_extractor(plan.extractor, plan.weights, fabric.device)
+    rank, world = fabric.global_rank, fabric.world_size
+
+    sample_dir = plan.work_dir("features")
+    todo = sorted(set(range(plan.num_samples)) - done_indices(sample_dir))[rank::world]
+    for batch in tqdm(list(chunks(todo, plan.batch_size)), desc=f"sampling {plan.settings.label} S={plan.settings.steps}",
+                      disable=rank != 0, unit="batch"):
+        images = to_uint8(generate(model, schedule, plan.settings, batch, plan.seed, shape, fabric.device, plan.bf16))
+        features = extract_features(extractor, images).cpu().numpy().astype(np.float64)
+        arrays = {"images": images.permute(0, 2, 3, 1).cpu().numpy()} if plan.save_samples else {}
+        save_chunk(sample_dir, batch, features=features, **arrays)
+
+    if plan.recon_samples > 0:
+        test = build_dataset(plan.dataset["name"], plan.dataset.get("root"), DATASET_INFO[plan.dataset["name"]]["test_split"],
+                             plan.dataset["resolution"])
+        recon_dir = plan.work_dir("reconstruction")
+        todo = sorted(set(range(plan.recon_samples)) - done_indices(recon_dir))[rank::world]
+        for batch in tqdm(list(chunks(todo, plan.batch_size)), desc="reconstruction", disable=rank != 0, unit="batch"):
+            x0 = torch.stack([test[i] for i in batch]).to(fabric.device)
+            _, decoded = reconstruct(model, schedule, x0, plan.settings.steps, plan.settings.skip, plan.bf16)
+            # Table 2's error: per-dimension MSE with images in [0, 1]
+            mse = (from_model_range(decoded) - from_model_range(x0)).square().flatten(1).mean(1)
+            save_chunk(recon_dir, batch, mse=mse.cpu().numpy().astype(np.float64))
+    fabric.barrier()
+
+
+def launch(plan: CellPlan) -> None:
+    """Runs `run_shard` on `devices` processes (spawned, so it works inside a Hydra multirun) or inline."""
+    strategy = "ddp_spawn" if plan.devices > 1 else "auto"
+    fabric = Fabric(accelerator=plan.accelerator, devices=plan.devices, strategy=strategy)
+    # Lightning walks launch arguments as collections and refuses frozen dataclasses: send plain dicts
+    fabric.launch(_run_shard_from_dict, asdict(plan))
+
+
+def _run_shard_from_dict(fabric: Fabric, plan: dict[str, Any]) -> None:
+    run_shard(fabric, CellPlan(**{**plan, "settings": SamplerSettings(**plan["settings"])}))
+
+
+def score(plan: CellPlan, reference: FeatureStats) -> dict[str, Any]:
+    out = Path(plan.out_dir)
+    features = read_chunks(plan.work_dir("features"), "features", plan.num_samples)
+    generated = FeatureStats.from_features(features)
+    result: dict[str, Any] = {"value": fid_from_stats(generated.mu, generated.sigma, reference.mu, reference.sigma)}
+    if plan.kid_subsets > 0:
+        size = min(plan.kid_subset_size, len(features), reference.num_samples)
+        result["kid_mean"], result["kid_std"] = kid_from_features(features, reference.features, plan.kid_subsets, size)
+    if plan.recon_samples > 0:
+        recon_dir = plan.work_dir("reconstruction")
+        result["recon_mse"] = float(read_chunks(recon_dir, "mse", plan.recon_samples).mean())
+    if plan.save_samples:
+        images = read_chunks(plan.work_dir("features"), "images", plan.num_samples)
+        with atomic_path(out / "samples.npz") as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, arr_0=images)  # N×H×W×C uint8, the layout outside FID tools read
+    return result
+
+
+def evaluate(plan: CellPlan) -> dict[str, Any]:
+    """Runs the cell unless metrics.json already holds a finished run of the same key."""
+    out = Path(plan.out_dir)
+    metrics_path = out / "metrics.json"
+    key = _jsonable(plan.key)
+    if metrics_path.is_file():
+        previous = json.loads(metrics_path.read_text())
+        if previous.get("status") == "ok" and previous.get("key") == key:
+            log.info("cell already finished: %s", metrics_path)
+            return previous
+    # everything that can be wrong is found here, before any sampling
+    model, schedule, _ = load_model(plan)
+    plan.settings.validate(schedule.T)
+    if plan.num_samples < 2:
+        raise ValueError(f"eval.num_samples={plan.num_samples}; expected at least 2 for a Fréchet distance")
+    shape = image_shape(model)
+    if plan.dataset.get("resolution") != shape[1]:
+        raise ValueError(f"dataset resolution {plan.dataset.get('resolution')} does not match the model's {shape[1]}")
+    main_device = "cuda" if torch.cuda.is_available() and plan.accelerator in ("auto", "gpu", "cuda") else "cpu"
+    extractor = build_feature_extractor(plan.extractor, plan.weights, main_device)
+    train_split = DATASET_INFO[plan.dataset["name"]]["train_split"]
+    reference = reference_stats(
+        build_dataset(plan.dataset["name"], plan.dataset.get("root"), train_split, plan.dataset["resolution"]),
+        extractor, plan.extractor, plan.cache_dir,
+        key={"dataset": plan.dataset["name"], "split": train_split, "resolution": plan.dataset["resolution"],
+             "extractor": plan.extractor},
+        batch_size=plan.batch_size,
+    )
+    if plan.recon_samples > 0:
+        test_split = DATASET_INFO[plan.dataset["name"]]["test_split"]
+        test = build_dataset(plan.dataset["name"], plan.dataset.get("root"), test_split, plan.dataset["resolution"])
+        plan.recon_samples = min(plan.recon_samples, len(test))
+    del model, extractor
+
+    start = time.perf_counter()
+    launch(plan)
+    seconds = time.perf_counter() - start
+    result = score(plan, reference)
+    metrics = {
+        "status": "ok", "dataset": plan.dataset["name"], "steps": plan.settings.steps, "eta": plan.settings.eta,
+        "skip": plan.settings.skip, "metric": metric_name(plan.extractor), **result,
+        "recon_mse": result.get("recon_mse"), "num_samples": plan.num_samples, "nfe": plan.settings.nfe(schedule.T),
+        "seconds": round(seconds, 3), "images_per_second": plan.num_samples / seconds if seconds > 0 else math.nan,
+        "devices": plan.devices, "ckpt": plan.ckpt, "key": key,
+    }
+    atomic_write_text(metrics_path, json.dumps(metrics, indent=2))
+    return metrics
+
+
+def write_failure(out_dir: str | Path, settings: dict[str, Any], error: BaseException) -> dict[str, Any]:
+    """A failed cell still leaves metrics.json, so the table marks it instead of silently missing it."""
+    metrics = {"status": "failed", "error": f"{type(error).__name__}: {error}", "value": None, "recon_mse": None,
+               **settings}
+    atomic_write_text(Path(out_dir) / "metrics.json", json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+__all__ = ["CellPlan", "evaluate", "launch", "load_model", "run_shard", "score", "write_failure"]

@@ -1,0 +1,103 @@
+"""End of a multirun: gather the cells' metrics.json into tables and figures, and log them to W&B."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from ddim.data import DATASET_INFO, build_dataset
+from ddim.diffusion import encode, sample, slerp
+from ddim.utils import per_sample_generators, per_sample_latents
+
+from .cell import image_shape, load_model
+from .figures import save_image_grid
+from .generate import SamplerSettings, generate
+from .tables import format_table, load_cells, write_results
+from .task import dataset_for, plan_from_config, resolve_ckpt
+
+log = logging.getLogger(__name__)
+PAPER_TABLE1 = Path(__file__).parent / "paper" / "paper_table1_fid.csv"
+
+
+class SweepResults(Callback):
+    """Writes results.csv, results.md and fid_vs_steps.png (plus consistency and interpolation grids) into
+    the sweep directory once every cell has run; cells that failed are marked in the table."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        cells = load_cells(sweep_dir)
+        if not cells:
+            log.warning("no metrics.json under %s: nothing to tabulate", sweep_dir)
+            return
+        paths = write_results(sweep_dir, cells, paper=PAPER_TABLE1)
+        print(format_table(cells))
+        print(f"\nresults: {sweep_dir / 'results.md'}")
+        figures: list[Path] = []
+        if config.eval.figures:
+            try:
+                figures = make_figures(config, cells, sweep_dir)
+            except Exception as error:  # figures are a bonus: the table is already written
+                log.error("figures failed: %s: %s", type(error).__name__, error)
+        if config.wandb.enabled:
+            log_sweep_to_wandb(config, cells, sweep_dir, [*paths, *figures])
+
+
+@torch.inference_mode()
+def make_figures(config: DictConfig, cells: list[dict[str, Any]], sweep_dir: Path) -> list[Path]:
+    """Figure 5 (one row per x_T, one column per S of the sweep, η = 0) and Figure 6-style interpolations
+    (slerp between x_T pairs, and between the latents of two encoded test images)."""
+    finished = [c for c in cells if c.get("status") == "ok"]
+    if not finished:
+        return []
+    ckpt = resolve_ckpt(config)
+    plan = plan_from_config(config, str(sweep_dir))
+    model, schedule, _ = load_model(plan)
+    shape = image_shape(model)
+    skip = finished[0].get("skip", "uniform")
+    all_steps = sorted({int(c["steps"]) for c in finished})
+    rows = int(config.eval.figure_rows)
+    upscale = max(1, 64 // shape[-1])
+
+    columns = [generate(model, schedule, SamplerSettings(s, 0.0, skip), range(rows), plan.seed, shape) for s in all_steps]
+    consistency = torch.stack(columns, dim=1).flatten(0, 1)
+    paths = [save_image_grid(consistency, sweep_dir / "consistency.png", nrow=len(all_steps), upscale=upscale)]
+
+    steps = max([s for s in all_steps if s <= 100] or [min(all_steps)])
+    alphas = torch.linspace(0, 1, 9)
+    noise = generate_latents(plan.seed, rows, shape)
+    z0, z1 = noise[0::2], noise[1::2]
+    latents = torch.stack([slerp(z0, z1, float(a)) for a in alphas], dim=1).flatten(0, 1)
+    images = sample(model, latents, schedule, steps, eta=0.0, skip=skip)
+    paths.append(save_image_grid(images, sweep_dir / "interpolation.png", nrow=len(alphas), upscale=upscale))
+
+    data = dataset_for(config, ckpt)
+    test = build_dataset(data["name"], data.get("root"), DATASET_INFO[data["name"]]["test_split"], data["resolution"])
+    real = torch.stack([test[i] for i in range(min(4, len(test) - len(test) % 2))])
+    x_T = encode(model, real, schedule, steps, skip=skip)
+    latents = torch.stack([slerp(x_T[0::2], x_T[1::2], float(a)) for a in alphas], dim=1).flatten(0, 1)
+    images = sample(model, latents, schedule, steps, eta=0.0, skip=skip)
+    paths.append(save_image_grid(images, sweep_dir / "interpolation_real.png", nrow=len(alphas), upscale=upscale))
+    return paths
+
+
+def generate_latents(seed: int, count: int, shape: tuple[int, ...]) -> torch.Tensor:
+    return per_sample_latents(per_sample_generators(seed, range(count)), shape)
+
+
+def log_sweep_to_wandb(config: DictConfig, cells: list[dict[str, Any]], sweep_dir: Path, files: list[Path]) -> None:
+    """The sweep's table as a wandb.Table and its figures as images, in one run of the sweep's group."""
+    import wandb
+
+    columns = sorted({k for c in cells for k, v in c.items() if isinstance(v, (int, float, str)) or v is None} - {"key"})
+    table = wandb.Table(columns=columns, data=[[c.get(k) for k in columns] for c in cells])
+    try:
+        run = wandb.init(project=config.wandb.project, mode=config.wandb.mode, dir=str(sweep_dir), name="sweep-summary",
+                         group=str(sweep_dir), job_type="sweep-summary", reinit="finish_previous")
+        run.log({"results": table, **{p.stem: wandb.Image(str(p)) for p in files if p.suffix == ".png"}})
+    finally:
+        wandb.finish()

@@ -1,0 +1,99 @@
+"""The evaluation task: a config becomes a CellPlan, the cell runs, its metrics go to metrics.json and W&B."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ddim.models import read_checkpoint, resolve_pretrained
+
+from .cell import CellPlan, evaluate, write_failure
+from .generate import SamplerSettings
+
+log = logging.getLogger(__name__)
+
+
+def resolve_ckpt(cfg: DictConfig) -> str:
+    """`ckpt=PATH`, else the local file of `pretrained=NAME`; one clear line when neither is usable."""
+    if cfg.get("ckpt"):
+        path = Path(str(cfg.ckpt)).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"ckpt={cfg.ckpt}: no such file or folder; expected a checkpoint of this project, "
+                                    f"published DDPM weights, or a diffusers folder")
+        return str(path)
+    if cfg.get("pretrained"):
+        return str(resolve_pretrained(cfg.pretrained.name, cfg.pretrained.get("root")))
+    raise ValueError("no model given: pass ckpt=PATH (a checkpoint) or pretrained=NAME (cifar10, celeba, lsun_church, lsun_bedroom)")
+
+
+def dataset_for(cfg: DictConfig, ckpt: str) -> dict[str, Any]:
+    """The reference data set: dataset=... if given, else the one the checkpoint was trained on, else the
+    pretrained model's."""
+    if cfg.get("dataset"):
+        data = OmegaConf.to_container(cfg.dataset, resolve=True)
+    elif cfg.get("pretrained"):
+        name = cfg.pretrained.dataset
+        data = {"name": name, "root": os.path.join(os.environ.get("DDIM_DATA", "data"), name),
+                "resolution": cfg.pretrained.resolution}
+    else:
+        hparams = read_checkpoint(ckpt, ema=cfg.ema, trust_pickle=cfg.trust_pickle).extra or {}
+        data = hparams.get("data")
+        if not data:
+            raise ValueError(f"ckpt={ckpt} does not say which data set it was trained on; pass dataset=NAME")
+    return {k: data[k] for k in ("name", "root", "resolution") if k in data}
+
+
+def plan_from_config(cfg: DictConfig, out_dir: str) -> CellPlan:
+    settings = SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))
+    ckpt = resolve_ckpt(cfg)
+    dataset = dataset_for(cfg, ckpt)
+    extractor = cfg.fid.extractor
+    if extractor == "auto":
+        extractor = "digits-classifier" if dataset["name"] == "digits" else "inception-v3-compat"
+    recon = int(cfg.eval.recon_samples)
+    if cfg.eval.recon_only_eta0 and settings.eta != 0:
+        recon = 0
+    return CellPlan(
+        ckpt=ckpt, settings=settings, out_dir=out_dir, dataset=dataset, extractor=extractor,
+        num_samples=int(cfg.eval.num_samples), batch_size=int(cfg.eval.batch_size), seed=int(cfg.seed),
+        ema=bool(cfg.ema), trust_pickle=bool(cfg.trust_pickle), weights=cfg.fid.weights, recon_samples=recon,
+        kid_subsets=int(cfg.fid.kid_subsets), kid_subset_size=int(cfg.fid.kid_subset_size),
+        save_samples=bool(cfg.eval.save_samples), bf16=bool(cfg.eval.bf16), compile=bool(cfg.eval.compile),
+        accelerator=str(cfg.trainer.accelerator), devices=int(cfg.trainer.devices), cache_dir=cfg.fid.cache_dir,
+    )
+
+
+def evaluate_task(cfg: DictConfig, out_dir: str, multirun: bool = False, group: str | None = None) -> dict[str, Any]:
+    """Runs one cell. In a multirun a failure is written to metrics.json and logged, so the other cells and the
+    end-of-sweep table still happen; in a single run it propagates."""
+    try:
+        plan = plan_from_config(cfg, out_dir)
+        metrics = evaluate(plan)
+    except Exception as error:
+        if not multirun:
+            raise
+        log.error("cell failed: %s: %s", type(error).__name__, error)
+        settings = {k: cfg.sampler.get(k) for k in ("steps", "eta", "skip")}
+        metrics = write_failure(out_dir, settings, error)
+    log_cell_to_wandb(cfg, metrics, out_dir, group)
+    return metrics
+
+
+def log_cell_to_wandb(cfg: DictConfig, metrics: dict[str, Any], out_dir: str, group: str | None) -> None:
+    """One W&B run per cell, grouped by sweep; offline unless wandb=online."""
+    if not cfg.wandb.enabled:
+        return
+    import wandb
+
+    name = f"S{metrics.get('steps')}-eta{metrics.get('eta')}"
+    try:
+        run = wandb.init(project=cfg.wandb.project, mode=cfg.wandb.mode, dir=out_dir, name=name, group=group,
+                         job_type="evaluate", config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous")
+        run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        run.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
+    finally:
+        wandb.finish()

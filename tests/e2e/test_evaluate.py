@@ -1,0 +1,165 @@
+"""evaluate.py end to end on a checkpoint trained for a few steps: one cell, a 2 × 2 sweep, skipping, seeding,
+two processes, and the one-line errors."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ddim.evaluation import cell as cell_module
+from ddim.evaluation.cell import CellPlan, evaluate
+from ddim.evaluation.generate import SamplerSettings, generate
+from ddim.models import UNet
+from ddim.training.train import train
+
+from ..helpers import ROOT, tiny_train_config
+
+FAST_EVAL = ["eval.num_samples=24", "eval.batch_size=8", "eval.recon_samples=8", "fid.kid_subsets=5",
+             "fid.kid_subset_size=8", "eval.figure_rows=2"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("train")
+    return Path(train(tiny_train_config(out))["checkpoint"])
+
+
+def run_evaluate(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def plan_for(checkpoint: Path, out_dir: Path, **changes) -> CellPlan:
+    values = dict(ckpt=str(checkpoint), settings=SamplerSettings(3, 1.0), out_dir=str(out_dir),
+                  dataset={"name": "digits", "root": None, "resolution": 8}, extractor="digits-classifier",
+                  num_samples=12, batch_size=5, recon_samples=0, kid_subsets=0)
+    values.update(changes)
+    return CellPlan(**values)
+
+
+def test_image_i_does_not_depend_on_batch_size():
+    torch.manual_seed(0)
+    model = UNet(in_channels=1, out_ch=1, ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,),
+                 dropout=0.0, resolution=8).eval()
+    from ddim.diffusion import NoiseSchedule
+
+    schedule, settings = NoiseSchedule.linear(), SamplerSettings(5, eta=1.0)
+    together = generate(model, schedule, settings, range(6), seed=3, shape=(1, 8, 8))
+    split = torch.cat([generate(model, schedule, settings, [i], seed=3, shape=(1, 8, 8)) for i in range(6)])
+    # batched CPU convolutions differ from batch-1 ones by ~1e-6, which five steps amplify a little
+    torch.testing.assert_close(together, split, rtol=1e-4, atol=1e-4)
+    other_seed = generate(model, schedule, settings, range(6), seed=4, shape=(1, 8, 8))
+    assert not torch.allclose(together, other_seed)
+
+
+@pytest.mark.slow
+def test_cell_resumes_without_repeating_images_and_two_processes_agree(checkpoint, tmp_path, monkeypatch):
+    calls = []
+    original = cell_module.generate
+
+    def counting(model, schedule, settings, indices, *args, **kwargs):
+        calls.extend(indices)
+        return original(model, schedule, settings, indices, *args, **kwargs)
+
+    monkeypatch.setattr(cell_module, "generate", counting)
+    first = evaluate(plan_for(checkpoint, tmp_path / "one", num_samples=7))
+    assert sorted(calls) == list(range(7))
+    calls.clear()
+    # more samples in the same cell: the first 7 are already on disk, only the rest are made
+    grown = evaluate(plan_for(checkpoint, tmp_path / "one"))
+    assert sorted(calls) == list(range(7, 12))
+    calls.clear()
+    # the same cell again: metrics.json says it is finished
+    assert evaluate(plan_for(checkpoint, tmp_path / "one")) == grown
+    assert calls == []
+    assert first["value"] != grown["value"]
+
+    # batch size and process count change nothing: the distance is the same to float precision
+    two = evaluate(plan_for(checkpoint, tmp_path / "two", devices=2, accelerator="cpu", batch_size=4))
+    assert two["value"] == pytest.approx(grown["value"], rel=1e-5, abs=1e-8)
+
+
+@pytest.mark.slow
+def test_two_by_two_sweep_end_to_end(checkpoint, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", f"ckpt={checkpoint}", "sampler.steps=2,4", "sampler.eta=0,1", *FAST_EVAL,
+            f"hydra.sweep.dir={sweep}"]
+    done = run_evaluate(*args)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    cells = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
+    assert len(cells) == 4 and all(c["status"] == "ok" for c in cells)
+    assert {(c["steps"], c["eta"]) for c in cells} == {(2, 0), (4, 0), (2, 1), (4, 1)}
+    assert all(c["metric"] == "fd_digits" and c["value"] > 0 for c in cells)
+    assert all((c["recon_mse"] is not None) == (c["eta"] == 0) for c in cells)
+    assert all(c["nfe"] == c["steps"] for c in cells)
+
+    with open(sweep / "results.csv") as f:
+        assert len(list(csv.DictReader(f))) == 4
+    table = (sweep / "results.md").read_text()
+    assert "fd_digits" in table and "| 2 " in table and "| 4 " in table
+    for name in ["fid_vs_steps.png", "consistency.png", "interpolation.png", "interpolation_real.png"]:
+        assert (sweep / name).stat().st_size > 0, name
+    # W&B offline runs: one per cell plus the sweep's summary
+    assert len(list(sweep.glob("*/wandb/offline-run-*"))) == 4
+    assert list(sweep.glob("wandb/offline-run-*"))
+
+    # the same sweep again skips every finished cell
+    stamps = {p: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")}
+    again = run_evaluate(*args)
+    assert again.returncode == 0, again.stderr[-4000:]
+    assert stamps == {p: p.stat().st_mtime_ns for p in sweep.glob("*/metrics.json")}
+    assert (again.stdout + again.stderr).count("cell already finished") == 4
+
+
+@pytest.mark.slow
+def test_failing_cell_is_marked_and_the_others_run(checkpoint, tmp_path):
+    sweep = tmp_path / "sweep"
+    done = run_evaluate("-m", f"ckpt={checkpoint}", "sampler.steps=2,5000", "sampler.eta=0", *FAST_EVAL,
+                        "eval.figures=false", "wandb=none", f"hydra.sweep.dir={sweep}")
+    assert done.returncode == 0, done.stderr[-4000:]
+    cells = {json.loads(p.read_text())["steps"]: json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")}
+    assert cells[2]["status"] == "ok"
+    assert cells[5000]["status"] == "failed" and "steps=5000" in cells[5000]["error"]
+    assert "failed" in (sweep / "results.md").read_text()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["ckpt=/no/such/file.ckpt"], "error: ckpt=/no/such/file.ckpt: no such file"),
+    (["sampler.eta=-0.5"], "error: sampler.eta=-0.5; expected a number >= 0 or sigma_hat"),
+    (["sampler.eta=large"], "error: sampler.eta='large'; expected a number >= 0 or sigma_hat"),
+    (["sampler.steps=0"], "error: steps=0; expected an integer number of sampling steps between 1 and T=1000"),
+    (["sampler.skip=cubic"], "error: sampler.skip='cubic'; expected one of uniform, quad, trailing"),
+])
+def test_bad_input_is_one_clear_line(checkpoint, tmp_path, args, message):
+    if not args[0].startswith("ckpt="):
+        args = [f"ckpt={checkpoint}", *args]
+    done = run_evaluate(*args, "wandb=none", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and lines[0].startswith(message), done.stderr[-2000:]
+
+
+def test_checkpoint_of_another_architecture_is_one_clear_line(checkpoint, tmp_path):
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    ckpt["hyper_parameters"]["model"]["ch"] = 64  # the weights no longer fit the architecture it claims
+    bad = tmp_path / "bad.ckpt"
+    torch.save(ckpt, bad)
+    done = run_evaluate(f"ckpt={bad}", "wandb=none", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and ("missing" in lines[0] or "size" in lines[0] or "shape" in lines[0]), done.stderr[-2000:]
+
+
+def test_missing_inception_weights_offline_is_one_clear_line(checkpoint, tmp_path):
+    done = run_evaluate(f"ckpt={checkpoint}", "fid.extractor=inception-v3-compat", f"fid.weights={tmp_path}/pt_inception.pth",
+                        "wandb=none", f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and "pt_inception.pth" in lines[0] and "fid.weights" in lines[0], done.stderr[-2000:]
