@@ -18,8 +18,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 test: install
 	$(PY) -m pytest -q
 
+# The demo: train on the built-in digits (CPU, ~5 min), then the S × η sweep with tables and figures (~6 min)
+DEMO := outputs/demo
 demo: install
-	$(PY) -m ddim.demo
+	$(PY) train.py experiment=demo_train hydra.run.dir=$(DEMO)/train
+	$(PY) evaluate.py experiment=demo_sweep ckpt=$(DEMO)/train/checkpoints/last.ckpt hydra.sweep.dir=$(DEMO)
+	@echo "sample grid: $(DEMO)/train/samples/last.png   checkpoint: $(DEMO)/train/checkpoints/last.ckpt"
+	@echo "table: $(DEMO)/results.md   figures: $(DEMO)/*.png"
 
 bench: install
 	$(PY) bench/sampler_overhead.py

@@ -14,6 +14,7 @@ from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, Featu
 
 import ddim.evaluation.features as features_module
 from ddim.data import digits_split_indices
+from ddim.data.datasets import TensorImages
 from ddim.evaluation.features import (
     DIGITS,
     INCEPTION,
@@ -87,7 +88,7 @@ def test_torch_fidelity_computes_the_same_fd_with_our_extractor(digits_extractor
     test, _ = digits_arrays("test")
     a, b = to_uint8(train[:300]), to_uint8(test[:200])
     metrics = torch_fidelity.calculate_metrics(
-        input1=_TensorImages(a), input2=_TensorImages(b), feature_extractor=DIGITS, fid=True, kid=True,
+        input1=TensorImages(a), input2=TensorImages(b), feature_extractor=DIGITS, fid=True, kid=True,
         kid_subsets=3, kid_subset_size=100, cuda=False, cache=False, verbose=False, save_cpu_ram=True, batch_size=128,
     )
     ours_a, ours_b = stats_of(digits_extractor, train[:300]), stats_of(digits_extractor, test[:200])
@@ -95,19 +96,6 @@ def test_torch_fidelity_computes_the_same_fd_with_our_extractor(digits_extractor
         fid_from_stats(ours_a.mu, ours_a.sigma, ours_b.mu, ours_b.sigma), rel=1e-6)
     kid_mean, _ = kid_from_features(ours_a.features, ours_b.features, subsets=3, subset_size=100)
     assert metrics["kernel_inception_distance_mean"] == pytest.approx(kid_mean, rel=1e-5)
-
-
-class _TensorImages(torch.utils.data.Dataset):
-    """torch-fidelity's input: a Dataset of uint8 CHW tensors."""
-
-    def __init__(self, images: torch.Tensor) -> None:
-        self.images = images
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        return self.images[index]
 
 
 # ---- Inception: errors before any work, never a download ----

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ddim.diffusion import NoiseSchedule
-from ddim.training import DiffusionModule, antithetic_timesteps, warmup_lr_factor
+from ddim.training import DiffusionModule, antithetic_timesteps, ema_decay_at, warmup_lr_factor
 
 from ..diffusion.gaussian_oracle import GaussianOracle
 
@@ -37,8 +37,15 @@ def test_loss_of_the_optimal_predictor_is_the_posterior_variance_of_the_noise(we
     assert module.diffusion_loss(x0).item() == pytest.approx(expected, rel=0.02)
 
 
+def test_ema_decay_warms_up_then_holds():
+    assert ema_decay_at(0, 0.999) == pytest.approx(0.1)
+    assert ema_decay_at(90, 0.999) == pytest.approx(91 / 100)
+    assert ema_decay_at(10**6, 0.999) == 0.999
+    assert ema_decay_at(0, 0.999, warmup=False) == 0.999
+
+
 def test_ema_follows_its_closed_form():
-    module = DiffusionModule(model=TINY, schedule=LINEAR, ema_decay=0.9)
+    module = DiffusionModule(model=TINY, schedule=LINEAR, ema_decay=0.9, ema_warmup=False)
     param = lambda m: next(m.parameters())
     first = param(module.model).detach().clone()
     module.ema.update_parameters(module.model)  # the first update copies the weights
@@ -48,6 +55,14 @@ def test_ema_follows_its_closed_form():
     module.ema.update_parameters(module.model)
     torch.testing.assert_close(param(module.ema_model), 0.9 * first + 0.1 * (first + 1.0))
     assert not any(p.requires_grad for p in module.ema.parameters())
+    # with warm-up the second update uses d = min(0.9, 2/11)
+    warm = DiffusionModule(model=TINY, schedule=LINEAR, ema_decay=0.9)
+    start = param(warm.model).detach().clone()
+    warm.ema.update_parameters(warm.model)
+    with torch.no_grad():
+        param(warm.model).add_(1.0)
+    warm.ema.update_parameters(warm.model)
+    torch.testing.assert_close(param(warm.ema_model), start + (1 - 2 / 11))
 
 
 def test_bad_module_settings_are_one_clear_line():

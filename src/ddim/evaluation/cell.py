@@ -62,7 +62,8 @@ class CellPlan:
     def image_key(self) -> dict[str, Any]:
         """What decides image i (and its features): cells sharing it can share and extend each other's work."""
         return {
-            "ckpt": str(Path(self.ckpt).resolve()), "ema": self.ema, "steps": self.settings.steps,
+            "ckpt": str(Path(self.ckpt).resolve()), "ckpt_stamp": file_stamp(self.ckpt), "ema": self.ema,
+            "steps": self.settings.steps,
             "eta": self.settings.eta, "skip": self.settings.skip, "clip_denoised": self.settings.clip_denoised,
             "seed": self.seed, "extractor": self.extractor,
         }
@@ -77,6 +78,14 @@ class CellPlan:
         """What identifies a finished cell: rerunning with the same key skips it."""
         return {**self.image_key, "num_samples": self.num_samples, "recon_samples": self.recon_samples,
                 "dataset": self.dataset.get("name")}
+
+
+def file_stamp(path: str | Path) -> str:
+    """Size and modification time of a file (or of a folder's files): a retrained checkpoint at the same path
+    is another model, and its cells must not count as finished."""
+    path = Path(path)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return ";".join(f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files if p.exists())
 
 
 def load_model(plan: CellPlan, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, NoiseSchedule, dict]:

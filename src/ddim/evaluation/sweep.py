@@ -97,7 +97,8 @@ def log_sweep_to_wandb(config: DictConfig, cells: list[dict[str, Any]], sweep_di
     table = wandb.Table(columns=columns, data=[[c.get(k) for k in columns] for c in cells])
     try:
         run = wandb.init(project=config.wandb.project, mode=config.wandb.mode, dir=str(sweep_dir), name="sweep-summary",
-                         group=str(sweep_dir), job_type="sweep-summary", reinit="finish_previous")
+                         group=str(sweep_dir), job_type="sweep-summary", reinit="finish_previous",
+                         settings=wandb.Settings(silent=True))
         run.log({"results": table, **{p.stem: wandb.Image(str(p)) for p in files if p.suffix == ".png"}})
     finally:
         wandb.finish()

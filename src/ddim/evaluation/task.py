@@ -9,6 +9,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from ddim.data import DATASET_INFO
 from ddim.models import read_checkpoint, resolve_pretrained
 
 from .cell import CellPlan, evaluate, write_failure
@@ -26,7 +27,7 @@ def resolve_ckpt(cfg: DictConfig) -> str:
                                     f"published DDPM weights, or a diffusers folder")
         return str(path)
     if cfg.get("pretrained"):
-        return str(resolve_pretrained(cfg.pretrained.name, cfg.pretrained.get("root")))
+        return str(resolve_pretrained(cfg.pretrained.name, cfg.pretrained.get("root"), ema=bool(cfg.ema)))
     raise ValueError("no model given: pass ckpt=PATH (a checkpoint) or pretrained=NAME (cifar10, celeba, lsun_church, lsun_bedroom)")
 
 
@@ -37,7 +38,9 @@ def dataset_for(cfg: DictConfig, ckpt: str) -> dict[str, Any]:
         data = OmegaConf.to_container(cfg.dataset, resolve=True)
     elif cfg.get("pretrained"):
         name = cfg.pretrained.dataset
-        data = {"name": name, "root": os.path.join(os.environ.get("DDIM_DATA", "data"), name),
+        root = os.path.join(os.environ.get("DDIM_DATA", "data"), name)
+        # LSUN has no torchvision loader here: its images are read as a folder ($DDIM_DATA/lsun_church, ...)
+        data = {"name": name if name in DATASET_INFO else "folder", "root": root,
                 "resolution": cfg.pretrained.resolution}
     else:
         hparams = read_checkpoint(ckpt, ema=cfg.ema, trust_pickle=cfg.trust_pickle).extra or {}
@@ -92,7 +95,8 @@ def log_cell_to_wandb(cfg: DictConfig, metrics: dict[str, Any], out_dir: str, gr
     name = f"S{metrics.get('steps')}-eta{metrics.get('eta')}"
     try:
         run = wandb.init(project=cfg.wandb.project, mode=cfg.wandb.mode, dir=out_dir, name=name, group=group,
-                         job_type="evaluate", config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous")
+                         job_type="evaluate", config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous",
+                         settings=wandb.Settings(silent=True))
         run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         run.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
     finally:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from ddim.diffusion import LOSS_WEIGHTINGS, NoiseSchedule, loss_weights, q_sample
 from ddim.models import UNet
@@ -15,6 +16,23 @@ from ddim.models import UNet
 def warmup_lr_factor(step: int, warmup_steps: int) -> float:
     """Linear warm-up from 0 to the full learning rate over `warmup_steps`, then constant (Ho et al.)."""
     return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+
+
+def ema_decay_at(num_averaged: int, decay: float, warmup: bool = True) -> float:
+    """The EMA decay for the update after `num_averaged` earlier ones: min(decay, (1 + n)/(10 + n)) with warm-up,
+    so short runs are not dominated by the random initialisation (0.999^2500 still weighs it 8 %)."""
+    return min(decay, (1 + num_averaged) / (10 + num_averaged)) if warmup else decay
+
+
+def ema_update_fn(decay: float, warmup: bool) -> Callable[[list, list, torch.Tensor], None]:
+    """AveragedModel's multi_avg_fn: averaged ← d · averaged + (1 − d) · current, d from ema_decay_at."""
+
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        weight = 1.0 - ema_decay_at(int(num_averaged), decay, warmup)
+        for avg, cur in zip(averaged, current):
+            avg.lerp_(cur.detach(), weight)
+
+    return update
 
 
 def build_schedule(schedule: dict[str, Any]) -> NoiseSchedule:
@@ -41,6 +59,7 @@ class DiffusionModule(L.LightningModule):
         weight_decay: float = 0.0,
         warmup_steps: int = 5000,
         ema_decay: float = 0.9999,
+        ema_warmup: bool = True,
         loss_weighting: str = "simple",
         min_snr_gamma: float = 5.0,
         antithetic: bool = True,
@@ -54,7 +73,7 @@ class DiffusionModule(L.LightningModule):
         # plain dicts only, so that checkpoints load with torch.load(weights_only=True) and carry the architecture
         self.save_hyperparameters()
         self.model = UNet(**model)
-        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        self.ema = AveragedModel(self.model, multi_avg_fn=ema_update_fn(ema_decay, ema_warmup), use_buffers=True)
         self.ema.requires_grad_(False)
         self.schedule = build_schedule(schedule)
         self.register_buffer("alphas_cumprod", self.schedule.alphas_cumprod.float(), persistent=False)
