@@ -1,5 +1,7 @@
 """Train a DDPM-objective model: python train.py [dataset=...] [experiment=...] [trainer=ddp] [resume=PATH]."""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
@@ -8,7 +10,12 @@ from ddim.training.train import train
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    result = train(cfg)
+    try:
+        result = train(cfg)
+    except (ValueError, FileNotFoundError) as error:
+        # bad input (config values, paths, checkpoints) is one line, found before training starts
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
     print(f"checkpoint: {result['checkpoint']}\nsample grid: {result['samples']}")
 
 

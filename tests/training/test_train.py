@@ -65,3 +65,19 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert ckpt["global_step"] == 6
     assert int(ckpt["state_dict"]["ema.n_averaged"]) == 6
     assert "world_size=2" in done.stdout + done.stderr or "distributed_backend=gloo" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["dataset=cifar10", "dataset.root=/no/such/dir", "model=cifar10"], "CIFAR-10 not found under /no/such/dir"),
+    (["diffusion.name=sigmoid"], "unknown noise schedule 'sigmoid'"),
+    (["callbacks.sample_grid.eta=-1"], "sampler.eta=-1; expected a number >= 0 or sigma_hat"),
+    (["callbacks.sample_grid.skip=cubic"], "sampler.skip='cubic'; expected one of uniform, quad, trailing"),
+    ([f"resume=/no/such.ckpt"], "resume=/no/such.ckpt: no such checkpoint file"),
+])
+def test_train_bad_input_is_one_line_before_any_work(tmp_path, overrides, message):
+    done = subprocess.run([sys.executable, "train.py", *overrides, "logger=none", f"hydra.run.dir={tmp_path}"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
+    assert not (tmp_path / "checkpoints").exists()

@@ -23,6 +23,7 @@ class SampleGrid(L.Callback):
     ) -> None:
         if every_n_steps < 1 or num_samples < 1:
             raise ValueError(f"SampleGrid: every_n_steps={every_n_steps}, num_samples={num_samples}; expected >= 1")
+        SamplerSettings(steps, eta, skip)  # η and skip are checked now, not at the first grid
         self.out_dir = Path(out_dir)
         self.every_n_steps, self.num_samples = every_n_steps, num_samples
         self.steps, self.eta, self.skip, self.seed = steps, eta, skip, seed
