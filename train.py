@@ -3,6 +3,7 @@
 import sys
 
 import hydra
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from ddim.training.train import train
@@ -12,9 +13,10 @@ from ddim.training.train import train
 def main(cfg: DictConfig) -> None:
     try:
         result = train(cfg)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, InstantiationException) as error:
         # bad input (config values, paths, checkpoints) is one line, found before training starts
-        print(f"error: {error}", file=sys.stderr)
+        cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
+        print(f"error: {cause}", file=sys.stderr)
         sys.exit(2)
     print(f"checkpoint: {result['checkpoint']}\nsample grid: {result['samples']}")
 
