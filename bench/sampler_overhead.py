@@ -18,7 +18,7 @@ import yaml
 from ddim.diffusion import NoiseSchedule, make_timesteps, sample
 from ddim.evaluation.generate import autocast_context
 from ddim.models import UNet
-from ddim.utils import per_sample_generators
+from ddim.utils import PerSampleNoise, per_sample_generators
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 
@@ -71,7 +71,8 @@ def main() -> None:
     def sampler(eta: float, per_sample: bool):
         @torch.inference_mode()
         def run() -> None:
-            generator = per_sample_generators(0, range(args.batch)) if per_sample else torch.Generator(device).manual_seed(0)
+            generator = (PerSampleNoise(per_sample_generators(0, range(args.batch)), x_T[0].numel()) if per_sample
+                         else torch.Generator(device).manual_seed(0))
             with autocast_context(device, args.bf16):
                 sample(net, x_T, schedule, args.steps, eta=eta, generator=generator)
         return run

@@ -175,3 +175,17 @@ def test_sigma_hat_clips_x0_and_adds_no_noise_on_the_last_step():
 def test_explicit_timesteps_must_be_increasing_indices():
     with pytest.raises(ValueError, match="strictly increasing"):
         sample(lambda x, t: x, torch.zeros(1, 1), SCHEDULE, [5, 3])
+
+
+def test_block_noise_gives_image_i_the_same_noise_in_any_batch():
+    from ddim.utils import PerSampleNoise, per_sample_generators
+
+    oracle = GaussianOracle(SCHEDULE, MEAN, STD)
+    x_T = torch.randn(5, 1, 2, 2, generator=_generator(13))
+    steps = 70  # more steps than one block (32), so the buffer refills mid-run
+    together = sample(oracle, x_T, SCHEDULE, steps, eta=1.0, generator=PerSampleNoise(per_sample_generators(1, range(5)), 4))
+    alone = [sample(oracle, x_T[i:i + 1], SCHEDULE, steps, eta=1.0, generator=PerSampleNoise(per_sample_generators(1, [i]), 4))
+             for i in range(5)]
+    torch.testing.assert_close(together, torch.cat(alone))
+    other = sample(oracle, x_T, SCHEDULE, steps, eta=1.0, generator=PerSampleNoise(per_sample_generators(2, range(5)), 4))
+    assert not torch.allclose(together, other)

@@ -12,7 +12,8 @@ from .schedule import NoiseSchedule, x0_from_eps
 from .trajectory import make_timesteps, timestep_pairs
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-Generator = torch.Generator | Sequence[torch.Generator] | None
+# a generator, one per batch element, or a callable that returns the next noise shaped like its argument
+Generator = torch.Generator | Sequence[torch.Generator] | Callable[[torch.Tensor], torch.Tensor] | None
 VARIANCES = ("eta", "sigma_hat")
 
 
@@ -39,7 +40,9 @@ def ddpm_posterior_variance(a_t: float | torch.Tensor, a_prev: float | torch.Ten
 
 def randn_like(x: torch.Tensor, generator: Generator = None) -> torch.Tensor:
     """N(0, I) shaped like x; a sequence of generators gives one per batch element, so image i's noise does
-    not depend on which batch it is in (EDM's StackedRandomGenerator idea)."""
+    not depend on which batch it is in (EDM's StackedRandomGenerator idea); a callable is asked for it."""
+    if callable(generator):
+        return generator(x)
     if generator is None or isinstance(generator, torch.Generator):
         device = generator.device if generator is not None else x.device
         return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)

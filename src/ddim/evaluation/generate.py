@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from ddim.diffusion import NoiseSchedule, SKIP_TYPES, check_steps, encode, make_timesteps, sample
-from ddim.utils import per_sample_generators, per_sample_latents
+from ddim.utils import PerSampleNoise, per_sample_generators, per_sample_latents
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,8 @@ def generate(
     with autocast_context(device, bf16):
         images = sample(
             model, x_T, schedule, settings.steps, eta=settings.eta_value, skip=settings.skip,
-            variance=settings.variance, generator=generators, clip_denoised=settings.clip_denoised,
+            variance=settings.variance, generator=PerSampleNoise(generators, math.prod(shape)),
+            clip_denoised=settings.clip_denoised,
         )
     return images.float()
 

@@ -1,6 +1,6 @@
 """Helpers with no better home: atomic file writes and per-sample seeding."""
 
 from .io import atomic_path, atomic_torch_save, atomic_write_text
-from .seeding import per_sample_generators, per_sample_latents
+from .seeding import PerSampleNoise, per_sample_generators, per_sample_latents
 
-__all__ = ["atomic_path", "atomic_torch_save", "atomic_write_text", "per_sample_generators", "per_sample_latents"]
+__all__ = ["PerSampleNoise", "atomic_path", "atomic_torch_save", "atomic_write_text", "per_sample_generators", "per_sample_latents"]

@@ -21,3 +21,26 @@ def per_sample_latents(
 ) -> torch.Tensor:
     """x_T ~ N(0, I) of `shape` (without the batch dimension) for each generator, drawn first from it."""
     return torch.stack([torch.randn(tuple(shape), generator=g) for g in generators]).to(device)
+
+
+class PerSampleNoise:
+    """The sampler's step noise, image i's drawn from its own generator `block` steps at a time, so the Python
+    loop over images runs once a block instead of once a step. `block` depends only on the image size, never on
+    the batch, so image i's noise is the same in any batch."""
+
+    def __init__(self, generators: Sequence[torch.Generator], image_numel: int) -> None:
+        self.generators = list(generators)
+        self.block = max(1, min(32, 2**20 // image_numel))  # at most 4 MB of float32 per image
+        self._buffer: torch.Tensor | None = None
+        self._next = 0
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.generators) != x.shape[0]:
+            raise ValueError(f"got {len(self.generators)} generators for a batch of {x.shape[0]}")
+        if self._buffer is None or self._next == self.block:
+            draws = [torch.randn((self.block, *x.shape[1:]), generator=g) for g in self.generators]
+            self._buffer = torch.stack(draws, dim=1).to(x.device, x.dtype)  # [block, B, ...]
+            self._next = 0
+        noise = self._buffer[self._next]
+        self._next += 1
+        return noise
