@@ -18,7 +18,7 @@ from .cell import image_shape, load_model
 from .figures import save_image_grid
 from .generate import SamplerSettings, generate
 from .tables import format_table, load_cells, write_results
-from .task import dataset_for, plan_from_config, resolve_ckpt
+from .task import plan_from_config
 
 log = logging.getLogger(__name__)
 PAPER_TABLE1 = Path(__file__).parent / "paper" / "paper_table1_fid.csv"
@@ -54,39 +54,36 @@ def make_figures(config: DictConfig, cells: list[dict[str, Any]], sweep_dir: Pat
     finished = [c for c in cells if c.get("status") == "ok"]
     if not finished:
         return []
-    ckpt = resolve_ckpt(config)
     plan = plan_from_config(config, str(sweep_dir))
-    model, schedule, _ = load_model(plan)
+    device = torch.device("cuda" if torch.cuda.is_available() and plan.accelerator in ("auto", "gpu", "cuda") else "cpu")
+    model, schedule, _ = load_model(plan, device)
     shape = image_shape(model)
     skip = finished[0].get("skip", "uniform")
     all_steps = sorted({int(c["steps"]) for c in finished})
     rows = int(config.eval.figure_rows)
     upscale = max(1, 64 // shape[-1])
 
-    columns = [generate(model, schedule, SamplerSettings(s, 0.0, skip), range(rows), plan.seed, shape) for s in all_steps]
+    columns = [generate(model, schedule, SamplerSettings(s, 0.0, skip), range(rows), plan.seed, shape, device)
+               for s in all_steps]
     consistency = torch.stack(columns, dim=1).flatten(0, 1)
     paths = [save_image_grid(consistency, sweep_dir / "consistency.png", nrow=len(all_steps), upscale=upscale)]
 
     steps = max([s for s in all_steps if s <= 100] or [min(all_steps)])
     alphas = torch.linspace(0, 1, 9)
-    noise = generate_latents(plan.seed, rows, shape)
+    noise = per_sample_latents(per_sample_generators(plan.seed, range(rows)), shape, device)
     z0, z1 = noise[0::2], noise[1::2]
     latents = torch.stack([slerp(z0, z1, float(a)) for a in alphas], dim=1).flatten(0, 1)
     images = sample(model, latents, schedule, steps, eta=0.0, skip=skip)
     paths.append(save_image_grid(images, sweep_dir / "interpolation.png", nrow=len(alphas), upscale=upscale))
 
-    data = dataset_for(config, ckpt)
+    data = plan.dataset
     test = build_dataset(data["name"], data.get("root"), DATASET_INFO[data["name"]]["test_split"], data["resolution"])
-    real = torch.stack([test[i] for i in range(min(4, len(test) - len(test) % 2))])
+    real = torch.stack([test[i] for i in range(min(4, len(test) - len(test) % 2))]).to(device)
     x_T = encode(model, real, schedule, steps, skip=skip)
     latents = torch.stack([slerp(x_T[0::2], x_T[1::2], float(a)) for a in alphas], dim=1).flatten(0, 1)
     images = sample(model, latents, schedule, steps, eta=0.0, skip=skip)
     paths.append(save_image_grid(images, sweep_dir / "interpolation_real.png", nrow=len(alphas), upscale=upscale))
     return paths
-
-
-def generate_latents(seed: int, count: int, shape: tuple[int, ...]) -> torch.Tensor:
-    return per_sample_latents(per_sample_generators(seed, range(count)), shape)
 
 
 def log_sweep_to_wandb(config: DictConfig, cells: list[dict[str, Any]], sweep_dir: Path, files: list[Path]) -> None:
