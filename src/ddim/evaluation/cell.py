@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from lightning.fabric import Fabric
+from PIL import Image
 from tqdm.auto import tqdm
 
 from ddim.data import DATASET_INFO, build_dataset, from_model_range
@@ -196,11 +197,20 @@ def score(plan: CellPlan, reference: FeatureStats) -> dict[str, Any]:
         recon_dir = plan.work_dir("reconstruction")
         result["recon_mse"] = float(read_chunks(recon_dir, "mse", plan.recon_samples).mean())
     if plan.save_samples:
-        images = read_chunks(plan.work_dir("features"), "images", plan.num_samples)
-        with atomic_path(out / "samples.npz") as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, arr_0=images)  # N×H×W×C uint8, the layout outside FID tools read
+        write_samples(out, read_chunks(plan.work_dir("features"), "images", plan.num_samples))
     return result
+
+
+def write_samples(out: Path, images: np.ndarray) -> None:
+    """samples.npz (N×H×W×C uint8, the layout outside FID tools read) and samples/NNNNNN.png, one per image."""
+    with atomic_path(out / "samples.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, arr_0=images)
+    folder = out / "samples"
+    folder.mkdir(exist_ok=True)
+    for i, image in enumerate(images):
+        with atomic_path(folder / f"{i:06d}.png") as tmp:
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(tmp, format="PNG")
 
 
 def evaluate(plan: CellPlan) -> dict[str, Any]:
