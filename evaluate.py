@@ -8,6 +8,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from ddim.evaluation import schema  # noqa: F401  (registers the config schemas)
 from ddim.evaluation.task import evaluate_task
 
 log = logging.getLogger("evaluate")

@@ -8,6 +8,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
+from ddim.evaluation import schema  # noqa: F401  (registers the config schemas, as evaluate.py does)
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = [
     "model.ch=32", "model.ch_mult=[1,2]", "model.num_res_blocks=1", "model.attn_resolutions=[4]",
