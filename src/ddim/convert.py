@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 
 from ddim.models.pretrained import DEFAULT_SCHEDULE, read_checkpoint
+from ddim.utils import atomic_torch_save
 
 
 def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, ema: bool = True, trust_pickle: bool = False,
@@ -38,18 +38,9 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, ema: bool
         "converted_from": str(src),
         "source": loaded.source,
     }
-    dst = Path(dst).expanduser()
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    # write next to dst, then rename: a crash never leaves a half-written checkpoint under the final name
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        torch.save({"state_dict": state_dict, "hyper_parameters": hyper_parameters}, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dst
+    # written beside dst, then renamed: a crash never leaves a half-written checkpoint under the final name
+    return atomic_torch_save({"state_dict": state_dict, "hyper_parameters": hyper_parameters},
+                             Path(dst).expanduser())
 
 
 def main(argv: list[str] | None = None) -> int:

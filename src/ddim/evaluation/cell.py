@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from ddim.data import DATASET_INFO, build_dataset, from_model_range
 from ddim.diffusion import NoiseSchedule
 from ddim.models import read_checkpoint
+from ddim.models.pretrained import DEFAULT_SCHEDULE
 from ddim.training.module import build_schedule
 from ddim.utils import atomic_path, atomic_write_text
 
@@ -29,7 +30,6 @@ from .generate import SamplerSettings, generate, reconstruct
 from .stats import FeatureStats, extract_features, fid_from_stats, kid_from_features, reference_stats, to_uint8
 
 log = logging.getLogger(__name__)
-DEFAULT_SCHEDULE = {"name": "linear", "T": 1000, "beta_start": 1e-4, "beta_end": 0.02}
 
 
 @dataclass

@@ -11,11 +11,11 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from ddim.data import DATASET_INFO, build_dataset
-from ddim.diffusion import encode, sample, slerp
+from ddim.diffusion import encode, sample
 from ddim.utils import per_sample_generators, per_sample_latents
 
 from .cell import image_shape, load_model
-from .figures import save_image_grid
+from .figures import consistency_grid_from_columns, interpolation_grid, save_image_grid
 from .generate import SamplerSettings, generate
 from .tables import format_table, load_cells, write_results
 from .task import plan_from_config
@@ -65,24 +65,25 @@ def make_figures(config: DictConfig, cells: list[dict[str, Any]], sweep_dir: Pat
 
     columns = [generate(model, schedule, SamplerSettings(s, 0.0, skip), range(rows), plan.seed, shape, device)
                for s in all_steps]
-    consistency = torch.stack(columns, dim=1).flatten(0, 1)
+    consistency = consistency_grid_from_columns(columns)
     paths = [save_image_grid(consistency, sweep_dir / "consistency.png", nrow=len(all_steps), upscale=upscale)]
 
     steps = max([s for s in all_steps if s <= 100] or [min(all_steps)])
-    alphas = torch.linspace(0, 1, 9)
+    points = 9
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        return sample(model, latents, schedule, steps, eta=0.0, skip=skip)
+
     noise = per_sample_latents(per_sample_generators(plan.seed, range(rows)), shape, device)
-    z0, z1 = noise[0::2], noise[1::2]
-    latents = torch.stack([slerp(z0, z1, float(a)) for a in alphas], dim=1).flatten(0, 1)
-    images = sample(model, latents, schedule, steps, eta=0.0, skip=skip)
-    paths.append(save_image_grid(images, sweep_dir / "interpolation.png", nrow=len(alphas), upscale=upscale))
+    images = interpolation_grid(noise[0::2], noise[1::2], points, decode)
+    paths.append(save_image_grid(images, sweep_dir / "interpolation.png", nrow=points, upscale=upscale))
 
     data = plan.dataset
     test = build_dataset(data["name"], data.get("root"), DATASET_INFO[data["name"]]["test_split"], data["resolution"])
     real = torch.stack([test[i] for i in range(min(4, len(test) - len(test) % 2))]).to(device)
     x_T = encode(model, real, schedule, steps, skip=skip)
-    latents = torch.stack([slerp(x_T[0::2], x_T[1::2], float(a)) for a in alphas], dim=1).flatten(0, 1)
-    images = sample(model, latents, schedule, steps, eta=0.0, skip=skip)
-    paths.append(save_image_grid(images, sweep_dir / "interpolation_real.png", nrow=len(alphas), upscale=upscale))
+    images = interpolation_grid(x_T[0::2], x_T[1::2], points, decode)
+    paths.append(save_image_grid(images, sweep_dir / "interpolation_real.png", nrow=points, upscale=upscale))
     return paths
 
 

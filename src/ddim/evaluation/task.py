@@ -10,7 +10,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ddim.data import DATASET_INFO
-from ddim.models import read_checkpoint, resolve_pretrained
+from ddim.models import resolve_pretrained
+from ddim.models.pretrained import read_hyper_parameters
 
 from .cell import CellPlan, evaluate, write_failure
 from .generate import SamplerSettings
@@ -43,8 +44,7 @@ def dataset_for(cfg: DictConfig, ckpt: str) -> dict[str, Any]:
         data = {"name": name if name in DATASET_INFO else "folder", "root": root,
                 "resolution": cfg.pretrained.resolution}
     else:
-        hparams = read_checkpoint(ckpt, ema=cfg.ema, trust_pickle=cfg.trust_pickle).extra or {}
-        data = hparams.get("data")
+        data = (read_hyper_parameters(ckpt) or {}).get("data")
         if not data:
             raise ValueError(f"ckpt={ckpt} does not say which data set it was trained on; pass dataset=NAME")
     return {k: data[k] for k in ("name", "root", "resolution") if k in data}

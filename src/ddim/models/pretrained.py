@@ -103,6 +103,20 @@ def read_checkpoint(path: str | os.PathLike, ema: bool = True, trust_pickle: boo
                           f"official DDIM list or a diffusers folder); it holds {kind}")
 
 
+def read_hyper_parameters(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The hyper-parameters of one of this project's checkpoints, memory-mapped and without building the model;
+    None for formats that carry none (bare state dicts, official lists, diffusers folders, old pickles)."""
+    path = Path(path)
+    if path.is_dir() or path.suffix == ".safetensors":
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError):
+        return None
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    return hparams if isinstance(hparams, dict) else None
+
+
 def load_pretrained(path: str | os.PathLike, ema: bool = True, trust_pickle: bool = False,
                     model_config: Mapping[str, Any] | None = None) -> UNet:
     """The UNet of `read_checkpoint(...)`, in eval mode."""
@@ -602,7 +616,7 @@ def resolve_pretrained(name: str, root: str | os.PathLike | None = None, ema: bo
 
 
 __all__ = [
-    "DEFAULT_SCHEDULE", "DIFFUSERS_KEY_TABLE", "KNOWN_WEIGHTS", "CheckpointError", "CheckpointMismatchError",
+    "DEFAULT_SCHEDULE", "DIFFUSERS_KEY_TABLE", "read_hyper_parameters", "KNOWN_WEIGHTS", "CheckpointError", "CheckpointMismatchError",
     "LoadedCheckpoint", "PretrainedSpec", "UnsafeCheckpointError", "diffusers_key_to_ours", "infer_unet_config",
     "load_pretrained", "read_checkpoint", "resolve_pretrained", "unet_config_from_diffusers", "weights_root",
 ]

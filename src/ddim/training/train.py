@@ -8,8 +8,9 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from omegaconf import DictConfig, OmegaConf
+
+from ddim.models.pretrained import read_hyper_parameters
 
 from .module import DiffusionModule
 
@@ -27,10 +28,10 @@ def checkpoint_hparams(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"resume={path}: no such checkpoint file")
-    ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt or "model" not in ckpt["hyper_parameters"]:
+    hparams = read_hyper_parameters(path)
+    if not hparams or "model" not in hparams:
         raise ValueError(f"resume={path}: not a training checkpoint of this project (no hyper_parameters.model)")
-    return ckpt["hyper_parameters"]
+    return hparams
 
 
 def check_model_fits_data(model: dict[str, Any], datamodule: Any, dataset_name: str) -> None:
