@@ -22,7 +22,6 @@ from ddim.data import DATASET_INFO, build_dataset, from_model_range
 from ddim.diffusion import NoiseSchedule
 from ddim.models import read_checkpoint
 from ddim.models.pretrained import DEFAULT_SCHEDULE
-from ddim.training.module import build_schedule
 from ddim.utils import atomic_path, atomic_write_text
 
 from .features import build_feature_extractor, metric_name
@@ -92,7 +91,7 @@ def load_model(plan: CellPlan, device: torch.device | str = "cpu") -> tuple[torc
     """The network in eval mode on `device`, its noise schedule, and what the checkpoint says about its data."""
     loaded = read_checkpoint(plan.ckpt, ema=plan.ema, trust_pickle=plan.trust_pickle)
     model = loaded.model.to(device).eval().requires_grad_(False)
-    schedule = build_schedule(loaded.schedule or DEFAULT_SCHEDULE)
+    schedule = NoiseSchedule.from_config(loaded.schedule or DEFAULT_SCHEDULE)
     data = dict((loaded.extra or {}).get("data") or {})
     return model, schedule, data
 
