@@ -20,8 +20,7 @@ from tqdm.auto import tqdm
 
 from ddim.data import DATASET_INFO, build_dataset, from_model_range
 from ddim.diffusion import NoiseSchedule
-from ddim.models import read_checkpoint
-from ddim.models.pretrained import DEFAULT_SCHEDULE
+from ddim.models import DEFAULT_SCHEDULE, read_checkpoint
 from ddim.utils import atomic_path, atomic_write_text
 
 from .features import build_feature_extractor, metric_name

@@ -10,8 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ddim.data import DATASET_INFO
-from ddim.models import resolve_pretrained
-from ddim.models.pretrained import read_hyper_parameters
+from ddim.models import read_hyper_parameters, resolve_pretrained
 
 from .cell import CellPlan, evaluate, write_failure
 from .generate import SamplerSettings
