@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ddim.models.pretrained import DEFAULT_SCHEDULE, read_checkpoint
+from ddim.models import DEFAULT_SCHEDULE, read_checkpoint
 from ddim.utils import atomic_torch_save
 
 

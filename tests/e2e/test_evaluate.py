@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from ddim.evaluation import cell as cell_module
-from ddim.evaluation.cell import CellPlan, evaluate
+from ddim.evaluation.cell import evaluate
+from ddim.evaluation.plan import CellPlan
 from ddim.evaluation.generate import SamplerSettings, generate
 from ddim.models import UNet
 from ddim.training.train import train

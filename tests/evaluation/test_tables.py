@@ -8,15 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ddim.evaluation.tables import (
-    eta_label,
-    format_table,
-    load_cells,
-    pivot_table,
-    read_paper_table1,
-    read_paper_table2,
-    write_results,
-)
+from ddim.evaluation.results import eta_label, load_cells, pivot_table, read_paper_table1, read_paper_table2
+from ddim.evaluation.tables import format_table, write_results
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "src" / "ddim" / "evaluation" / "paper"
 PAPER_TABLE1 = PAPER_DIR / "paper_table1_fid.csv"

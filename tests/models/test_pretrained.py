@@ -28,7 +28,7 @@ from ddim.models import (
     read_checkpoint,
     resolve_pretrained,
 )
-from ddim.models.pretrained import DIFFUSERS_KEY_TABLE, diffusers_key_to_ours
+from ddim.models.checkpoints import DIFFUSERS_KEY_TABLE, diffusers_key_to_ours
 
 ROOT = Path(__file__).resolve().parents[2]
 # attention on level 1 at 16x16, so the resolution inferred from shapes (first attention level at 16x16) is 32

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -60,6 +62,12 @@ class NoiseSchedule:
         if name not in SCHEDULE_NAMES:
             raise ValueError(f"unknown noise schedule {name!r}; expected one of {', '.join(SCHEDULE_NAMES)}")
         return getattr(cls, name)(T=T, **kwargs)
+
+    @classmethod
+    def from_config(cls, schedule: Mapping[str, Any]) -> "NoiseSchedule":
+        """A NoiseSchedule from the config/checkpoint dict {"name": ..., "T": ..., other keyword arguments}."""
+        kwargs = dict(schedule)
+        return cls.from_name(kwargs.pop("name"), **kwargs)
 
     def alpha_bar(self, index: int) -> float:
         """ᾱ at a network index; index −1 is the state before the first step, where ᾱ := 1."""

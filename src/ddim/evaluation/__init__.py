@@ -1,7 +1,7 @@
 """Evaluation: feature extractors, Fréchet-distance statistics, tables and figures.
 
-Only the plain-library modules are imported here; the sweep cell, task and Hydra callback (cell.py, task.py,
-sweep.py) pull in Lightning, Hydra and the data modules, so they are imported by their own module path."""
+Only the plain-library modules are imported here; the sweep cell, task and Hydra callback (plan.py, store.py, cell.py,
+task.py, sweep.py) pull in Lightning, Hydra and the data modules, so they are imported by their own module path."""
 
 from .features import (
     DIGITS,
@@ -25,7 +25,8 @@ from .figures import (
 )
 from .pixels import to_uint8
 from .stats import FeatureStats, extract_features, fid_from_stats, kid_from_features, reference_stats
-from .tables import format_table, load_cells, pivot_table, write_results
+from .results import load_cells, pivot_table
+from .tables import format_table, write_results
 
 __all__ = [
     "DIGITS", "INCEPTION", "DigitsClassifier", "FeatureExtractorDigits", "FeatureStats", "build_feature_extractor",

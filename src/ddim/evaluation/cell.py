@@ -3,137 +3,52 @@ training set, measure reconstruction (Table 2), and write metrics.json. Data-par
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from lightning.fabric import Fabric
-from PIL import Image
 from tqdm.auto import tqdm
 
 from ddim.data import DATASET_INFO, build_dataset, from_model_range
 from ddim.diffusion import NoiseSchedule
-from ddim.models import read_checkpoint
-from ddim.models.pretrained import DEFAULT_SCHEDULE
-from ddim.training.module import build_schedule
-from ddim.utils import atomic_path, atomic_write_text
+from ddim.models import DEFAULT_SCHEDULE, read_checkpoint
+from ddim.utils import atomic_write_text
 
 from .features import build_feature_extractor, metric_name
 from .generate import SamplerSettings, generate, reconstruct
+from .plan import CellPlan
 from .stats import FeatureStats, extract_features, fid_from_stats, kid_from_features, reference_stats, to_uint8
+from .store import done_indices, read_chunks, save_chunk, write_samples
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class CellPlan:
-    """Everything a worker process needs to do its share of a cell; plain values, so it pickles."""
-
-    ckpt: str
-    settings: SamplerSettings
-    out_dir: str
-    dataset: dict[str, Any]
-    extractor: str
-    num_samples: int
-    batch_size: int
-    seed: int = 0
-    ema: bool = True
-    trust_pickle: bool = False
-    weights: str | None = None
-    recon_samples: int = 0
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    save_samples: bool = False
-    bf16: bool = False
-    compile: bool = False
-    accelerator: str = "auto"
-    devices: int = 1
-    cache_dir: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def image_key(self) -> dict[str, Any]:
-        """What decides image i (and its features): cells sharing it can share and extend each other's work."""
-        return {
-            "ckpt": str(Path(self.ckpt).resolve()), "ckpt_stamp": file_stamp(self.ckpt), "ema": self.ema,
-            "steps": self.settings.steps,
-            "eta": self.settings.eta, "skip": self.settings.skip, "clip_denoised": self.settings.clip_denoised,
-            "seed": self.seed, "extractor": self.extractor, "save_samples": self.save_samples,
-        }
-
-    def work_dir(self, kind: str) -> Path:
-        """Where finished batches of `kind` ("features", "reconstruction") go, named by what produced them."""
-        digest = hashlib.sha1(json.dumps(self.image_key, sort_keys=True, default=str).encode()).hexdigest()[:10]
-        return Path(self.out_dir) / f"{kind}-{digest}"
-
-    @property
-    def key(self) -> dict[str, Any]:
-        """What identifies a finished cell: rerunning with the same key skips it."""
-        return {**self.image_key, "num_samples": self.num_samples, "recon_samples": self.recon_samples,
-                "dataset": self.dataset.get("name")}
-
-
-def file_stamp(path: str | Path) -> str:
-    """Size and modification time of a file (or of a folder's files): a retrained checkpoint at the same path
-    is another model, and its cells must not count as finished."""
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return ";".join(f"{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files if p.exists())
 
 
 def load_model(plan: CellPlan, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, NoiseSchedule, dict]:
     """The network in eval mode on `device`, its noise schedule, and what the checkpoint says about its data."""
     loaded = read_checkpoint(plan.ckpt, ema=plan.ema, trust_pickle=plan.trust_pickle)
     model = loaded.model.to(device).eval().requires_grad_(False)
-    schedule = build_schedule(loaded.schedule or DEFAULT_SCHEDULE)
+    schedule = NoiseSchedule.from_config(loaded.schedule or DEFAULT_SCHEDULE)
     data = dict((loaded.extra or {}).get("data") or {})
     return model, schedule, data
 
 
 def image_shape(model: torch.nn.Module) -> tuple[int, int, int]:
+    """(C, H, W) of the images the network takes, from its config."""
     config = model.config
     return (config["in_channels"], config["resolution"], config["resolution"])
 
 
 def chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
+    """`items` in consecutive lists of at most `size`."""
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
-
-
-def done_indices(folder: Path) -> set[int]:
-    """Indices already written by an earlier (perhaps interrupted) run of the same cell."""
-    done: set[int] = set()
-    for path in folder.glob("*.npz"):
-        with np.load(path) as data:
-            done.update(int(i) for i in data["indices"])
-    return done
-
-
-def save_chunk(folder: Path, indices: Sequence[int], **arrays: np.ndarray) -> None:
-    with atomic_path(folder / f"{indices[0]:08d}_{len(indices)}.npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, indices=np.asarray(indices, dtype=np.int64), **arrays)
-
-
-def read_chunks(folder: Path, name: str, num: int) -> np.ndarray:
-    """Rows of `name` ordered by image index, for indices 0..num−1, each exactly once."""
-    rows: dict[int, np.ndarray] = {}
-    for path in sorted(folder.glob("*.npz")):
-        with np.load(path) as data:
-            for i, row in zip(data["indices"], data[name]):
-                if i < num:
-                    rows[int(i)] = row
-    missing = num - len(rows)
-    if missing:
-        raise RuntimeError(f"{folder}: {missing} of {num} results are missing after sampling")
-    return np.stack([rows[i] for i in range(num)])
 
 
 def run_shard(fabric: Fabric, plan: CellPlan) -> None:
@@ -184,6 +99,7 @@ def _run_shard_from_dict(fabric: Fabric, plan: dict[str, Any]) -> None:
 
 
 def score(plan: CellPlan, reference: FeatureStats) -> dict[str, Any]:
+    """The cell's metrics from its finished chunk files: FID (or FD), KID, throughput and reconstruction MSE."""
     out = Path(plan.out_dir)
     features = read_chunks(plan.work_dir("features"), "features", plan.num_samples)
     generated = FeatureStats.from_features(features)
@@ -199,18 +115,6 @@ def score(plan: CellPlan, reference: FeatureStats) -> dict[str, Any]:
     if plan.save_samples:
         write_samples(out, read_chunks(plan.work_dir("features"), "images", plan.num_samples))
     return result
-
-
-def write_samples(out: Path, images: np.ndarray) -> None:
-    """samples.npz (N×H×W×C uint8, the layout outside FID tools read) and samples/NNNNNN.png, one per image."""
-    with atomic_path(out / "samples.npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, arr_0=images)
-    folder = out / "samples"
-    folder.mkdir(exist_ok=True)
-    for i, image in enumerate(images):
-        with atomic_path(folder / f"{i:06d}.png") as tmp:
-            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(tmp, format="PNG")
 
 
 def evaluate(plan: CellPlan) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from ddim.utils import per_sample_generators, per_sample_latents
 from .cell import image_shape, load_model
 from .figures import consistency_grid_from_columns, interpolation_grid, save_image_grid
 from .generate import SamplerSettings, generate
-from .tables import format_table, load_cells, write_results
+from .results import load_cells
+from .tables import format_table, write_results
 from .task import plan_from_config
 
 log = logging.getLogger(__name__)

@@ -10,11 +10,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ddim.data import DATASET_INFO
-from ddim.models import resolve_pretrained
-from ddim.models.pretrained import read_hyper_parameters
+from ddim.models import read_hyper_parameters, resolve_pretrained
 
-from .cell import CellPlan, evaluate, write_failure
+from .cell import evaluate, write_failure
 from .generate import SamplerSettings
+from .plan import CellPlan
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,7 @@
 """The DDPM U-Net and loading of published weights and checkpoints into it."""
 
-from .pretrained import (
+from .checkpoints import (
+    DEFAULT_SCHEDULE,
     KNOWN_WEIGHTS,
     CheckpointError,
     CheckpointMismatchError,
@@ -9,11 +10,13 @@ from .pretrained import (
     UnsafeCheckpointError,
     load_pretrained,
     read_checkpoint,
+    read_hyper_parameters,
     resolve_pretrained,
 )
 from .unet import UNet, count_parameters
 
 __all__ = [
-    "KNOWN_WEIGHTS", "CheckpointError", "CheckpointMismatchError", "LoadedCheckpoint", "PretrainedSpec", "UNet",
-    "UnsafeCheckpointError", "count_parameters", "load_pretrained", "read_checkpoint", "resolve_pretrained",
+    "DEFAULT_SCHEDULE", "KNOWN_WEIGHTS", "CheckpointError", "CheckpointMismatchError", "LoadedCheckpoint",
+    "PretrainedSpec", "UNet", "UnsafeCheckpointError", "count_parameters", "load_pretrained", "read_checkpoint",
+    "read_hyper_parameters", "resolve_pretrained",
 ]

@@ -35,12 +35,6 @@ def ema_update_fn(decay: float, warmup: bool) -> Callable[[list, list, torch.Ten
     return update
 
 
-def build_schedule(schedule: dict[str, Any]) -> NoiseSchedule:
-    """A NoiseSchedule from the config/checkpoint dict {"name": ..., "T": ..., other keyword arguments}."""
-    kwargs = dict(schedule)
-    return NoiseSchedule.from_name(kwargs.pop("name"), **kwargs)
-
-
 def antithetic_timesteps(batch_size: int, T: int, device: torch.device, generator=None) -> torch.Tensor:
     """t uniform on 0..T−1, drawn in pairs (t, T−1−t) to lower the variance of the loss (official DDIM code)."""
     half = torch.randint(0, T, (batch_size // 2 + 1,), device=device, generator=generator)
@@ -75,7 +69,7 @@ class DiffusionModule(L.LightningModule):
         self.model = UNet(**model)
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_update_fn(ema_decay, ema_warmup), use_buffers=True)
         self.ema.requires_grad_(False)
-        self.schedule = build_schedule(schedule)
+        self.schedule = NoiseSchedule.from_config(schedule)
         self.register_buffer("alphas_cumprod", self.schedule.alphas_cumprod.float(), persistent=False)
         weights = loss_weights(self.schedule, loss_weighting, min_snr_gamma).float()
         self.register_buffer("loss_weights", weights, persistent=False)

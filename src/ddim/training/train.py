@@ -10,7 +10,7 @@ import hydra
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from ddim.models.pretrained import read_hyper_parameters
+from ddim.models import read_hyper_parameters
 
 from .module import DiffusionModule
 

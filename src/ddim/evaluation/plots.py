@@ -1,0 +1,80 @@
+"""The metric-vs-steps plot of a sweep, drawn with matplotlib's object API."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from ddim.utils import atomic_path
+
+from .results import (
+    Cell,
+    eta_label,
+    eta_values,
+    is_finished,
+    normalize_eta,
+    paper_numbers,
+    sweep_dataset,
+    sweep_metric,
+    trajectory_names,
+    usable_cells,
+)
+
+
+def plot_metric_vs_steps(
+    cells: Sequence[Cell], path: str | Path, paper: str | Path | None = None, paper_recon: str | Path | None = None
+) -> Path:
+    """fid_vs_steps.png: the metric against S (log x), one line per η (and trajectory, when several); the paper's
+    numbers over the same range of S as dashed lines when comparable."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend state to disturb
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    usable = usable_cells(cells)
+    finished = [c for c in usable if is_finished(c)]
+    metric = sweep_metric(usable)
+    paper_fid, _ = paper_numbers(usable, paper, paper_recon)
+    skips = trajectory_names(finished)
+    steps = sorted({int(c["steps"]) for c in finished})
+    figure = Figure(figsize=(6, 4), dpi=120)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    values: list[float] = []
+    for i, eta in enumerate(eta_values(usable)):
+        color = f"C{i % 10}"
+        for j, skip in enumerate(skips or [None]):
+            points = sorted((int(c["steps"]), float(c["value"])) for c in finished
+                            if normalize_eta(c["eta"]) == eta and (skip is None or str(c.get("skip")) == skip))
+            if points:
+                label = eta_label(eta) + (f" ({skip})" if len(skips) > 1 else "")
+                axes.plot(*zip(*points), marker="o", color=color, label=label, linestyle=["-", "-.", ":"][j % 3])
+                values += [v for _, v in points]
+        reference = sorted((s, v) for (s, e), v in paper_fid.items()
+                           if e == eta and steps and steps[0] <= s <= steps[-1])
+        if reference:
+            axes.plot(*zip(*reference), marker="x", linestyle="--", color=color, alpha=0.6,
+                      label=f"paper {eta_label(eta)}")
+            values += [v for _, v in reference]
+    if not finished:
+        axes.text(0.5, 0.5, "no finished cells", ha="center", va="center", transform=axes.transAxes)
+    else:
+        axes.set_xscale("log")
+        axes.set_xticks(steps)  # label the S values of the sweep, not powers of ten
+        axes.xaxis.set_major_formatter(ScalarFormatter())
+        axes.xaxis.set_minor_formatter(NullFormatter())
+        positive = [v for v in values if v > 0]
+        if positive and len(positive) == len(values) and max(positive) > 20 * min(positive):
+            axes.set_yscale("log")  # σ̂ at small S is ~100× the rest: a linear axis would flatten every other line
+        axes.legend(fontsize=7)
+    axes.set_xlabel("steps S")
+    axes.set_ylabel(metric)
+    dataset = sweep_dataset(usable)
+    axes.set_title(f"{metric} vs steps" + (f" — {dataset}" if dataset else ""))
+    axes.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    return Path(path)
+
+
+__all__ = ["plot_metric_vs_steps"]

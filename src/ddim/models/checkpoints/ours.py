@@ -1,0 +1,46 @@
+"""Format (b): this project's Lightning checkpoint, with its hyper-parameters."""
+
+from __future__ import annotations
+
+import os
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .build import LoadedCheckpoint, build_unet, infer_unet_config, plain
+from .safe_load import CheckpointError, tensor_dict
+
+
+def read_hyper_parameters(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The hyper-parameters of one of this project's checkpoints, memory-mapped and without building the model;
+    None for formats that carry none (bare state dicts, official lists, diffusers folders, old pickles)."""
+    path = Path(path)
+    if path.is_dir() or path.suffix == ".safetensors":
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError):
+        return None
+    hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    return hparams if isinstance(hparams, dict) else None
+
+
+def read_our_checkpoint(path: Path, obj: Mapping, ema: bool, overrides: dict[str, Any]) -> LoadedCheckpoint:
+    """Format (b): the EMA or raw weights of our checkpoint, with the architecture and schedule it saved."""
+    full = tensor_dict(obj["state_dict"], path, "state_dict")
+    prefix = "ema.module." if ema else "model."
+    state = {k[len(prefix):]: v for k, v in full.items() if k.startswith(prefix)}
+    if not state:
+        hint = "; pass ema=False (--no-ema) for the raw weights" if ema else ""
+        raise CheckpointError(f"{path}: state_dict has no '{prefix}*' weights{hint}")
+    hparams = plain(dict(obj.get("hyper_parameters") or {}))
+    if isinstance(hparams.get("model"), Mapping):
+        config = {**hparams["model"], **overrides}
+    else:
+        config = {**infer_unet_config(state, path, overrides.get("resolution")), **overrides}
+    schedule = hparams.get("schedule") if isinstance(hparams.get("schedule"), Mapping) else None
+    model = build_unet(state, config, path)
+    return LoadedCheckpoint(model, dict(model.config), "lightning", schedule, hparams)

@@ -1,0 +1,69 @@
+"""Reading checkpoint files without running pickled code, and the errors every format raises."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SHOW_KEYS = 10  # how many keys an error message lists
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read as a DDPM U-Net (ValueError, so entry points print it as one line)."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The weights do not fit the architecture: lists missing / unexpected keys and shape mismatches."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """The file needs full unpickling (it may run code) and trust_pickle was not given."""
+
+
+def load_checkpoint_file(path: Path, trust_pickle: bool) -> Any:
+    """The object in a torch or safetensors file, never running pickled code unless trust_pickle."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    if not _looks_like_torch_file(path):
+        raise CheckpointError(f"{path}: not a readable torch file (neither a zip archive nor a pickle)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
+    except pickle.UnpicklingError as error:
+        if not trust_pickle and "weights only" in str(error).lower():
+            detail = str(error).split("\n")
+            reason = next((line.strip() for line in detail if "Unsupported" in line or "global" in line.lower()), "")
+            raise UnsafeCheckpointError(
+                f"{path}: the file needs full unpickling, which can run arbitrary code "
+                f"({reason or 'not plain tensors'}); refused. Pass trust_pickle=True (--trust-pickle) only if you "
+                f"trust where it came from") from None
+        raise CheckpointError(f"{path}: not a readable torch file ({error})") from None
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as error:
+        raise CheckpointError(f"{path}: not a readable torch file ({type(error).__name__}: {error})") from None
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """torch.save writes a zip archive (or, before PyTorch 1.6, a pickle, whose protocol-2 header is 0x80)."""
+    with open(path, "rb") as f:
+        head = f.read(1)
+    return head == b"\x80" or zipfile.is_zipfile(path)
+
+
+def tensor_dict(obj: Any, path: Path, what: str) -> dict[str, torch.Tensor]:
+    """`obj` as a {name: tensor} dict, or one clear error saying which part of the file is not one."""
+    if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise CheckpointError(f"{path}: {what} is not a state dict of tensors (got {type(obj).__name__})")
+    return {str(k): v for k, v in obj.items()}
+
+
+def strip_prefix(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """Drops `prefix` (e.g. DataParallel's "module.") when every key has it."""
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
