@@ -24,9 +24,10 @@ from ddim.models import read_checkpoint
 from ddim.models.pretrained import DEFAULT_SCHEDULE
 from ddim.training.module import build_schedule
 from ddim.utils import atomic_path, atomic_write_text
+from ddim.utils.noise import NOISE_VERSION
 
 from .features import build_feature_extractor, metric_name
-from .generate import SamplerSettings, generate, reconstruct
+from .generate import SamplerSettings, fast_model, generate, reconstruct
 from .stats import FeatureStats, extract_features, fid_from_stats, kid_from_features, reference_stats, to_uint8
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class CellPlan:
     save_samples: bool = False
     bf16: bool = False
     compile: bool = False
+    channels_last: bool = False
+    cuda_graphs: bool = False
     accelerator: str = "auto"
     devices: int = 1
     cache_dir: str | None = None
@@ -60,12 +63,15 @@ class CellPlan:
 
     @property
     def image_key(self) -> dict[str, Any]:
-        """What decides image i (and its features): cells sharing it can share and extend each other's work."""
+        """What decides image i (and its features): cells sharing it can share and extend each other's work. The
+        noise generator's version is part of it, so batches cached under an older generator are never mixed in;
+        bf16 changes images beyond rounding, the other speed options (compile, channels_last, CUDA graphs) do not."""
         return {
             "ckpt": str(Path(self.ckpt).resolve()), "ckpt_stamp": file_stamp(self.ckpt), "ema": self.ema,
             "steps": self.settings.steps,
             "eta": self.settings.eta, "skip": self.settings.skip, "clip_denoised": self.settings.clip_denoised,
             "seed": self.seed, "extractor": self.extractor, "save_samples": self.save_samples,
+            "noise": NOISE_VERSION, "bf16": self.bf16,
         }
 
     def work_dir(self, kind: str) -> Path:
@@ -139,9 +145,9 @@ def read_chunks(folder: Path, name: str, num: int) -> np.ndarray:
 def run_shard(fabric: Fabric, plan: CellPlan) -> None:
     """This process's share: every world_size-th missing index, in batches, features (and MSEs) to disk."""
     model, schedule, _ = load_model(plan, fabric.device)
-    if plan.compile:
-        model = torch.compile(model)
     shape = image_shape(model)
+    model = fast_model(model, fabric.device, compile=plan.compile, channels_last=plan.channels_last,
+                       cuda_graphs=plan.cuda_graphs)
     extractor = build_feature_extractor(plan.extractor, plan.weights, fabric.device)
     rank, world = fabric.global_rank, fabric.world_size
 
