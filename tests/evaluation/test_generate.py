@@ -59,6 +59,11 @@ def test_bf16_autocast_matches_fp32_eager_to_bf16_precision(model, reference):
         assert error.max() < 0.15
 
 
+def test_bf16_weights_give_plain_autocast_images_bit_for_bit(model):
+    # autocast casts conv/linear weights to bf16 on every call; storing them in bf16 must change nothing
+    assert torch.equal(images(fast(model, "cpu", bf16=True), bf16=True), images(model, bf16=True))
+
+
 @pytest.mark.slow
 def test_compile_matches_fp32_eager(model, reference):
     torch._dynamo.reset()

@@ -147,7 +147,7 @@ def run_shard(fabric: Fabric, plan: CellPlan) -> None:
     model, schedule, _ = load_model(plan, fabric.device)
     shape = image_shape(model)
     model = fast_model(model, fabric.device, compile=plan.compile, channels_last=plan.channels_last,
-                       cuda_graphs=plan.cuda_graphs)
+                       cuda_graphs=plan.cuda_graphs, bf16=plan.bf16)
     extractor = build_feature_extractor(plan.extractor, plan.weights, fabric.device)
     rank, world = fabric.global_rank, fabric.world_size
 
