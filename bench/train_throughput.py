@@ -6,6 +6,7 @@ optimizer, EMA), the first `--warmup` steps left out.
     python bench/train_throughput.py --steps 60 experiment=cifar10 trainer=gpu dataset.num_workers=8
     python bench/train_throughput.py --steps 60 --compile experiment=cifar10 trainer=gpu dataset.num_workers=8
     python bench/train_throughput.py --steps 60 --compile experiment=celeba trainer=gpu dataset.num_workers=8
+    python bench/train_throughput.py --steps 60 --compile --synthetic experiment=cifar10 trainer=gpu   # no data on disk
 
 Arguments after the flags are Hydra overrides of conf/train.yaml (trainer=gpu is bf16-mixed); the demo default is
 experiment=demo_train. Checkpoints, sample grids and loggers are off: only the optimisation loop is timed.
@@ -65,6 +66,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--warmup", type=int, default=5, help="first steps not counted (allocation, compilation)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the U-Net (nn.Module.compile)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="random images of the model's shape instead of the data set (a machine without the data)")
     args, overrides = parser.parse_known_args()
     overrides = overrides or ["experiment=demo_train"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
@@ -77,22 +80,32 @@ def main() -> None:
         cfg.trainer.enable_progress_bar = False
         cfg.trainer.enable_model_summary = False
     L.seed_everything(cfg.seed)
-    datamodule = hydra.utils.instantiate(cfg.dataset)
-    datamodule.check_available()
     module = build_module(cfg)
-    check_model_fits_data(module.hparams.model, datamodule, cfg.dataset.name)
+    if args.synthetic:
+        model = module.hparams.model
+        images = torch.rand(2048, model["in_channels"], model["resolution"], model["resolution"]) * 2 - 1
+        data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images), batch_size=cfg.dataset.batch_size,
+                                           shuffle=True, drop_last=True)
+    else:
+        data = hydra.utils.instantiate(cfg.dataset)
+        data.check_available()
+        check_model_fits_data(module.hparams.model, data, cfg.dataset.name)
     if args.compile:
         module.model.compile()
     timer = StepTimer()
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=[timer], logger=False)
-    trainer.fit(module, datamodule=datamodule)
+    if args.synthetic:
+        trainer.fit(module, train_dataloaders=data)
+    else:
+        trainer.fit(module, datamodule=data)
 
     data, step = timer.data[args.warmup:], timer.step[args.warmup + 1:]  # data[k] precedes step[k + 1]
     batch = statistics.median(timer.batch_sizes)
     per_step = statistics.median(step) + statistics.median(data)
     device = (torch.cuda.get_device_name() if module.device.type == "cuda"
               else f"CPU, {torch.get_num_threads()} threads")
-    print(f"device: {device}; {' '.join(overrides)}; precision {cfg.trainer.precision}; compile {args.compile}; "
+    source = "synthetic data" if args.synthetic else cfg.dataset.name
+    print(f"device: {device}; {' '.join(overrides)}; {source}; precision {cfg.trainer.precision}; compile {args.compile}; "
           f"torch {torch.__version__}")
     print(f"{sum(p.numel() for p in module.model.parameters()):,} parameters; batch {batch}; "
           f"{len(step)} steps timed after {args.warmup + 1}")
