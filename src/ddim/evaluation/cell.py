@@ -153,6 +153,8 @@ def run_shard(fabric: Fabric, plan: CellPlan) -> None:
 
     sample_dir = plan.work_dir("features")
     todo = sorted(set(range(plan.num_samples)) - done_indices(sample_dir))[rank::world]
+    # every rank splits the same list: none may write a batch before all have read what is done
+    fabric.barrier()
     for batch in tqdm(list(chunks(todo, plan.batch_size)), desc=f"sampling {plan.settings.label} S={plan.settings.steps}",
                       disable=rank != 0, unit="batch"):
         start = time.perf_counter()
@@ -168,6 +170,7 @@ def run_shard(fabric: Fabric, plan: CellPlan) -> None:
                              plan.dataset["resolution"])
         recon_dir = plan.work_dir("reconstruction")
         todo = sorted(set(range(plan.recon_samples)) - done_indices(recon_dir))[rank::world]
+        fabric.barrier()
         for batch in tqdm(list(chunks(todo, plan.batch_size)), desc="reconstruction", disable=rank != 0, unit="batch"):
             x0 = torch.stack([test[i] for i in batch]).to(fabric.device)
             _, decoded = reconstruct(model, schedule, x0, plan.settings.steps, plan.settings.skip, plan.bf16)
