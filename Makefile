@@ -27,7 +27,7 @@ demo: install
 	@echo "table: $(DEMO)/results.md   figures: $(DEMO)/*.png"
 
 bench: install
-	$(PY) bench/sampler_overhead.py
+	PY=$(PY) bash bench/run_all.sh
 
 clean:
 	rm -rf outputs/demo .pytest_cache

@@ -20,7 +20,7 @@ import yaml
 from ddim.diffusion import NoiseSchedule, make_timesteps, sample
 from ddim.evaluation.generate import autocast_context
 from ddim.models import UNet
-from ddim.utils import PerSampleNoise, per_sample_generators
+from ddim.utils import CounterNoise
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 
@@ -79,14 +79,14 @@ def main() -> None:
     def sampler(eta: float, per_sample: bool, model=None):
         @torch.inference_mode()
         def run() -> None:
-            generator = (PerSampleNoise(per_sample_generators(0, range(args.batch)), x_T[0].numel()) if per_sample
+            generator = (CounterNoise(0, range(args.batch), x_T.shape[1:], device) if per_sample
                          else torch.Generator(device).manual_seed(0))
             with autocast_context(device, args.bf16):
                 sample(model or net, x_T, schedule, args.steps, eta=eta, generator=generator)
         return run
 
     runs = {"bare U-Net forwards": bare, "sample η=0": sampler(0.0, False),
-            "sample η=1, one generator": sampler(1.0, False), "sample η=1, per-sample generators": sampler(1.0, True),
+            "sample η=1, one generator": sampler(1.0, False), "sample η=1, per-sample counter noise": sampler(1.0, True),
             "sampler alone η=0 (free model)": sampler(0.0, False, free_model),
             "sampler alone η=1, per-sample (free model)": sampler(1.0, True, free_model)}
     seconds = timed(runs, device, args.repeats)

@@ -177,15 +177,18 @@ def test_explicit_timesteps_must_be_increasing_indices():
         sample(lambda x, t: x, torch.zeros(1, 1), SCHEDULE, [5, 3])
 
 
-def test_block_noise_gives_image_i_the_same_noise_in_any_batch():
-    from ddim.utils import PerSampleNoise, per_sample_generators
+def test_counter_noise_gives_image_i_the_same_samples_in_any_batch():
+    from ddim.utils import CounterNoise
 
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
-    x_T = torch.randn(5, 1, 2, 2, generator=_generator(13))
-    steps = 70  # more steps than one block (32), so the buffer refills mid-run
-    together = sample(oracle, x_T, SCHEDULE, steps, eta=1.0, generator=PerSampleNoise(per_sample_generators(1, range(5)), 4))
-    alone = [sample(oracle, x_T[i:i + 1], SCHEDULE, steps, eta=1.0, generator=PerSampleNoise(per_sample_generators(1, [i]), 4))
-             for i in range(5)]
-    torch.testing.assert_close(together, torch.cat(alone))
-    other = sample(oracle, x_T, SCHEDULE, steps, eta=1.0, generator=PerSampleNoise(per_sample_generators(2, range(5)), 4))
-    assert not torch.allclose(together, other)
+    steps = 70
+    noise = CounterNoise(1, range(5), (1, 2, 2), steps=steps)
+    x_T = noise.latents(torch.float64)
+    together = sample(oracle, x_T, SCHEDULE, steps, eta=1.0, generator=noise)
+    alone = []
+    for i in [3, 0, 4, 1, 2]:
+        one = CounterNoise(1, [i], (1, 2, 2), steps=steps)
+        alone.append((i, sample(oracle, one.latents(torch.float64), SCHEDULE, steps, eta=1.0, generator=one)))
+    torch.testing.assert_close(together, torch.cat([x for _, x in sorted(alone, key=lambda p: p[0])]))
+    other = CounterNoise(2, range(5), (1, 2, 2), steps=steps)
+    assert not torch.allclose(together, sample(oracle, x_T, SCHEDULE, steps, eta=1.0, generator=other))

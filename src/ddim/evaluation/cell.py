@@ -22,7 +22,7 @@ from ddim.models import DEFAULT_SCHEDULE, read_checkpoint
 from ddim.utils import atomic_write_text
 
 from .features import build_feature_extractor, metric_name
-from .generate import SamplerSettings, generate, reconstruct
+from .generate import SamplerSettings, fast_model, generate, reconstruct
 from .plan import CellPlan
 from .stats import FeatureStats, extract_features, fid_from_stats, kid_from_features, reference_stats, to_uint8
 from .store import done_indices, read_chunks, save_chunk, write_samples
@@ -54,14 +54,16 @@ def chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
 def run_shard(fabric: Fabric, plan: CellPlan) -> None:
     """This process's share: every world_size-th missing index, in batches, features (and MSEs) to disk."""
     model, schedule, _ = load_model(plan, fabric.device)
-    if plan.compile:
-        model = torch.compile(model)
     shape = image_shape(model)
+    model = fast_model(model, fabric.device, compile=plan.compile, channels_last=plan.channels_last,
+                       cuda_graphs=plan.cuda_graphs, bf16=plan.bf16)
     extractor = build_feature_extractor(plan.extractor, plan.weights, fabric.device)
     rank, world = fabric.global_rank, fabric.world_size
 
     sample_dir = plan.work_dir("features")
     todo = sorted(set(range(plan.num_samples)) - done_indices(sample_dir))[rank::world]
+    # every rank splits the same list: none may write a batch before all have read what is done
+    fabric.barrier()
     for batch in tqdm(list(chunks(todo, plan.batch_size)), desc=f"sampling {plan.settings.label} S={plan.settings.steps}",
                       disable=rank != 0, unit="batch"):
         start = time.perf_counter()
@@ -77,6 +79,7 @@ def run_shard(fabric: Fabric, plan: CellPlan) -> None:
                              plan.dataset["resolution"])
         recon_dir = plan.work_dir("reconstruction")
         todo = sorted(set(range(plan.recon_samples)) - done_indices(recon_dir))[rank::world]
+        fabric.barrier()
         for batch in tqdm(list(chunks(todo, plan.batch_size)), desc="reconstruction", disable=rank != 0, unit="batch"):
             x0 = torch.stack([test[i] for i in batch]).to(fabric.device)
             _, decoded = reconstruct(model, schedule, x0, plan.settings.steps, plan.settings.skip, plan.bf16)

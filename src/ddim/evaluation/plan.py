@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddim.utils.noise import NOISE_VERSION
+
 from .generate import SamplerSettings
 
 
@@ -32,6 +34,8 @@ class CellPlan:
     save_samples: bool = False
     bf16: bool = False
     compile: bool = False
+    channels_last: bool = False
+    cuda_graphs: bool = False
     accelerator: str = "auto"
     devices: int = 1
     cache_dir: str | None = None
@@ -39,12 +43,15 @@ class CellPlan:
 
     @property
     def image_key(self) -> dict[str, Any]:
-        """What decides image i (and its features): cells sharing it can share and extend each other's work."""
+        """What decides image i (and its features): cells sharing it can share and extend each other's work. The
+        noise generator's version is part of it, so batches cached under an older generator are never mixed in;
+        bf16 changes images beyond rounding, the other speed options (compile, channels_last, CUDA graphs) do not."""
         return {
             "ckpt": str(Path(self.ckpt).resolve()), "ckpt_stamp": file_stamp(self.ckpt), "ema": self.ema,
             "steps": self.settings.steps,
             "eta": self.settings.eta, "skip": self.settings.skip, "clip_denoised": self.settings.clip_denoised,
             "seed": self.seed, "extractor": self.extractor, "save_samples": self.save_samples,
+            "noise": NOISE_VERSION, "bf16": self.bf16,
         }
 
     def work_dir(self, kind: str) -> Path:

@@ -28,6 +28,8 @@ class EvalSchema:
     figure_rows: int = 8
     bf16: bool = False
     compile: bool = False
+    channels_last: bool = False
+    cuda_graphs: bool = False
 
 
 @dataclass

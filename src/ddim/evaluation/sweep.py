@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from ddim.data import DATASET_INFO, build_dataset
 from ddim.diffusion import encode, sample
-from ddim.utils import per_sample_generators, per_sample_latents
+from ddim.utils.noise import CounterNoise
 
 from .cell import image_shape, load_model
 from .figures import consistency_grid_from_columns, interpolation_grid, save_image_grid
@@ -75,7 +75,7 @@ def make_figures(config: DictConfig, cells: list[dict[str, Any]], sweep_dir: Pat
     def decode(latents: torch.Tensor) -> torch.Tensor:
         return sample(model, latents, schedule, steps, eta=0.0, skip=skip)
 
-    noise = per_sample_latents(per_sample_generators(plan.seed, range(rows)), shape, device)
+    noise = CounterNoise(plan.seed, range(rows), shape, device).latents()
     images = interpolation_grid(noise[0::2], noise[1::2], points, decode)
     paths.append(save_image_grid(images, sweep_dir / "interpolation.png", nrow=points, upscale=upscale))
 

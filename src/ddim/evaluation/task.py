@@ -66,6 +66,7 @@ def plan_from_config(cfg: DictConfig, out_dir: str) -> CellPlan:
         ema=bool(cfg.ema), trust_pickle=bool(cfg.trust_pickle), weights=cfg.fid.weights, recon_samples=recon,
         kid_subsets=int(cfg.fid.kid_subsets), kid_subset_size=int(cfg.fid.kid_subset_size),
         save_samples=bool(cfg.eval.save_samples), bf16=bool(cfg.eval.bf16), compile=bool(cfg.eval.compile),
+        channels_last=bool(cfg.eval.channels_last), cuda_graphs=bool(cfg.eval.cuda_graphs),
         accelerator=str(cfg.trainer.accelerator), devices=int(cfg.trainer.devices), cache_dir=cfg.fid.cache_dir,
     )
 

@@ -1,6 +1,7 @@
-"""Helpers with no better home: atomic file writes and per-sample seeding."""
+"""Helpers with no better home: atomic file writes and per-sample, counter-based noise."""
 
 from .io import atomic_path, atomic_torch_save, atomic_write_text
-from .seeding import PerSampleNoise, per_sample_generators, per_sample_latents
+from .noise import NOISE_VERSION, CounterNoise, counter_normals, philox4x32
 
-__all__ = ["PerSampleNoise", "atomic_path", "atomic_torch_save", "atomic_write_text", "per_sample_generators", "per_sample_latents"]
+__all__ = ["NOISE_VERSION", "CounterNoise", "atomic_path", "atomic_torch_save", "atomic_write_text", "counter_normals",
+           "philox4x32"]
