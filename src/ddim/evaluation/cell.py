@@ -66,6 +66,8 @@ class CellPlan:
             "steps": self.settings.steps,
             "eta": self.settings.eta, "skip": self.settings.skip, "clip_denoised": self.settings.clip_denoised,
             "seed": self.seed, "extractor": self.extractor, "save_samples": self.save_samples,
+            # only when not ddim, so the keys (and cached work) of cells from before methods existed still hold
+            **({"method": self.settings.method} if self.settings.method != "ddim" else {}),
         }
 
     def work_dir(self, kind: str) -> Path:
@@ -164,7 +166,8 @@ def run_shard(fabric: Fabric, plan: CellPlan) -> None:
         todo = sorted(set(range(plan.recon_samples)) - done_indices(recon_dir))[rank::world]
         for batch in tqdm(list(chunks(todo, plan.batch_size)), desc="reconstruction", disable=rank != 0, unit="batch"):
             x0 = torch.stack([test[i] for i in batch]).to(fabric.device)
-            _, decoded = reconstruct(model, schedule, x0, plan.settings.steps, plan.settings.skip, plan.bf16)
+            _, decoded = reconstruct(model, schedule, x0, plan.settings.steps, plan.settings.skip, plan.bf16,
+                                     plan.settings.method)
             # Table 2's error: per-dimension MSE with images in [0, 1]
             mse = (from_model_range(decoded) - from_model_range(x0)).square().flatten(1).mean(1)
             save_chunk(recon_dir, batch, mse=mse.cpu().numpy().astype(np.float64))
@@ -253,7 +256,7 @@ def evaluate(plan: CellPlan) -> dict[str, Any]:
     result = score(plan, reference)
     metrics = {
         "status": "ok", "dataset": plan.dataset["name"], "steps": plan.settings.steps, "eta": plan.settings.eta,
-        "skip": plan.settings.skip, "metric": metric_name(plan.extractor), **result,
+        "skip": plan.settings.skip, "method": plan.settings.method, "metric": metric_name(plan.extractor), **result,
         "recon_mse": result.get("recon_mse"), "num_samples": plan.num_samples, "nfe": plan.settings.nfe(schedule.T),
         "seconds": round(seconds, 3),
         "devices": plan.devices, "ckpt": plan.ckpt, "key": key,

@@ -13,6 +13,8 @@ from typing import Any
 
 from ddim.utils import atomic_path, atomic_write_text
 
+from .method_table import format_method_table, is_eta_cell, method_curves
+
 log = logging.getLogger(__name__)
 
 SIGMA_HAT = "sigma_hat"
@@ -77,7 +79,8 @@ def eta_label(eta: Eta) -> str:
 
 
 def _usable(cells: Iterable[Cell]) -> list[Cell]:
-    return [c for c in cells if c.get("steps") is not None and c.get("eta") is not None]
+    """The cells of the S × η table: the other sampler methods have their own (method_table.py)."""
+    return [c for c in cells if c.get("steps") is not None and c.get("eta") is not None and is_eta_cell(c)]
 
 
 def eta_values(cells: Iterable[Cell]) -> list[Eta]:
@@ -224,7 +227,8 @@ def format_table(cells: Sequence[Cell], paper: str | Path | None = None, paper_r
                   for c in failed]
     if notes:
         lines += ["", *notes]
-    return "\n".join(lines) + "\n"
+    methods = format_method_table(cells, metric)
+    return "\n".join(lines) + "\n" + (f"\n{methods}" if methods else "")
 
 
 def _csv_value(value: Any) -> Any:
@@ -249,18 +253,19 @@ def format_csv(cells: Sequence[Cell]) -> str:
 def plot_metric_vs_steps(
     cells: Sequence[Cell], path: str | Path, paper: str | Path | None = None, paper_recon: str | Path | None = None
 ) -> Path:
-    """fid_vs_steps.png: the metric against S (log x), one line per η (and trajectory, when several); the paper's
-    numbers over the same range of S as dashed lines when comparable."""
+    """fid_vs_steps.png: the metric against S (log x), one line per η (and trajectory, when several) and one per
+    η = 0 solver method; the paper's numbers over the same range of S as dashed lines when comparable."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend state to disturb
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     usable = _usable(cells)
     finished = [c for c in usable if _is_ok(c)]
-    metric = sweep_metric(usable)
+    metric = sweep_metric(cells)
     paper_fid, _ = _paper_tables(usable, paper, paper_recon)
     skips = _skips(finished)
-    steps = sorted({int(c["steps"]) for c in finished})
+    curves = method_curves(cells)
+    steps = sorted({int(c["steps"]) for c in finished} | {s for points in curves.values() for s, _ in points})
     figure = Figure(figsize=(6, 4), dpi=120)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -280,7 +285,10 @@ def plot_metric_vs_steps(
             axes.plot(*zip(*reference), marker="x", linestyle="--", color=color, alpha=0.6,
                       label=f"paper {eta_label(eta)}")
             values += [v for _, v in reference]
-    if not finished:
+    for k, (label, points) in enumerate(curves.items()):  # one curve per η = 0 solver beside DDIM's η lines
+        axes.plot(*zip(*points), marker="s", color=f"C{(len(eta_values(usable)) + k) % 10}", label=label)
+        values += [v for _, v in points]
+    if not finished and not curves:
         axes.text(0.5, 0.5, "no finished cells", ha="center", va="center", transform=axes.transAxes)
     else:
         axes.set_xscale("log")
