@@ -118,3 +118,16 @@ def test_reconstruct_uses_the_method_encoder_and_refuses_methods_without_one():
     assert (decoded - images).square().mean() < (ddim_decoded - images).square().mean() / 4
     with pytest.raises(ValueError, match="sampler.method=plms has no encoder; reconstruction needs one of ddim, heun"):
         reconstruct(oracle, schedule, images, 10, "quad", method="plms")
+
+
+def test_demo_methods_experiment_sweeps_every_method(tmp_path):
+    from omegaconf import OmegaConf
+
+    from ..helpers import ROOT, compose_config
+
+    experiment = OmegaConf.load(ROOT / "conf" / "experiment" / "demo_methods.yaml")
+    assert experiment.hydra.sweeper.params["sampler.method"].split(",") == list(SAMPLERS)
+    cfg = compose_config("evaluate", tmp_path, ["experiment=demo_methods", "sampler.method=heun"])
+    settings = SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))
+    assert (settings.method, settings.skip, settings.steps) == ("heun", "quad", 50)
+    assert settings.nfe(1000) == 2 * 49 - 1  # quad's 50 points hold 49 distinct indices
