@@ -29,7 +29,9 @@ from .trajectory import make_timesteps, timestep_pairs
 Callback = Callable[[SampleStep], None] | None
 
 # Adams–Bashforth weights on ε̂ for 1..4 stored evaluations, newest first (PNDM eq. 12 uses the 4-step row)
-_ADAMS_BASHFORTH = {1: (1.0,), 2: (3 / 2, -1 / 2), 3: (23 / 12, -16 / 12, 5 / 12), 4: (55 / 24, -59 / 24, 37 / 24, -9 / 24)}
+_ADAMS_BASHFORTH = {
+    1: (1.0,), 2: (3 / 2, -1 / 2), 3: (23 / 12, -16 / 12, 5 / 12), 4: (55 / 24, -59 / 24, 37 / 24, -9 / 24),
+}
 
 
 def _eps(model: EpsModel, x: torch.Tensor, t: int) -> torch.Tensor:
