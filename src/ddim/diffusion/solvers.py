@@ -1,9 +1,10 @@
 """Higher-order solvers for the η = 0 (probability-flow) ODE, on the same ε-model, trajectories τ and (t, t_prev)
 pairs as `sample`: PNDM's PLMS, DPM-Solver++(2M), DPM-Solver-2 (single-step) and Heun.
 
-Each sampler takes (model, x_T, schedule, steps, skip="uniform", callback=None) like `sample` and calls
-`callback` once per interval of τ. Their costs differ: `nfe(method, steps, skip, T)` gives the true number of
-network evaluations, which is what a fair comparison holds fixed.
+Each sampler takes (model, x_T, schedule, steps, *, skip="uniform", callback=None), so a call that names skip and
+callback works for `sample` too (where eta comes fifth), and calls `callback` once per interval of τ. Their costs
+differ: `nfe(method, steps, skip, T)` gives the true number of network evaluations, which is what a fair
+comparison holds fixed.
 
 Notation beyond the package's table: α = √ᾱ, σ_vp = √(1 − ᾱ), λ = log(α/σ_vp) (half the log-SNR, Lu et al.),
 x̄ = x/√ᾱ and σ = √((1 − ᾱ)/ᾱ) = e^{−λ} (the scaled ODE dx̄ = ε̂ dσ that DDIM's η = 0 step is Euler on).
@@ -48,6 +49,7 @@ def plms_sample(
     x_T: torch.Tensor,
     schedule: NoiseSchedule,
     steps: int | Sequence[int],
+    *,
     skip: str = "uniform",
     callback: Callback = None,
 ) -> torch.Tensor:
@@ -83,6 +85,7 @@ def dpmpp_2m_sample(
     x_T: torch.Tensor,
     schedule: NoiseSchedule,
     steps: int | Sequence[int],
+    *,
     skip: str = "uniform",
     callback: Callback = None,
 ) -> torch.Tensor:
@@ -112,6 +115,7 @@ def dpm_2s_sample(
     x_T: torch.Tensor,
     schedule: NoiseSchedule,
     steps: int | Sequence[int],
+    *,
     skip: str = "uniform",
     callback: Callback = None,
 ) -> torch.Tensor:
@@ -155,6 +159,7 @@ def heun_sample(
     x_T: torch.Tensor,
     schedule: NoiseSchedule,
     steps: int | Sequence[int],
+    *,
     skip: str = "uniform",
     callback: Callback = None,
 ) -> torch.Tensor:
