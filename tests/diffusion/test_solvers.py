@@ -111,6 +111,16 @@ def test_nfe_is_the_number_of_network_calls(method, steps, skip):
     assert len(calls) == expected
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_float32_in_float32_out_close_to_float64(method):
+    oracle = GaussianOracle(SCHEDULE, MEAN, STD)
+    x_T = _latents(32, 3, seed=8)
+    out32 = SAMPLERS[method].sample(oracle, x_T.float(), SCHEDULE, 20, skip="quad")
+    out64 = SAMPLERS[method].sample(oracle, x_T, SCHEDULE, 20, skip="quad")
+    assert out32.dtype == torch.float32
+    torch.testing.assert_close(out32.double(), out64, rtol=0, atol=1e-5)
+
+
 def test_unknown_method_is_one_clear_error():
     with pytest.raises(ValueError, match=r"unknown sampler method 'euler'; expected one of ddim, plms, dpmpp_2m"):
         check_method("euler")
