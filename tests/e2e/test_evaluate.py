@@ -148,7 +148,7 @@ def test_failing_cell_is_marked_and_the_others_run(checkpoint, tmp_path):
     (["sampler.eta=large"], "error: sampler.eta='large'; expected a number >= 0 or sigma_hat"),
     (["sampler.steps=0"], "error: steps=0; expected an integer number of sampling steps between 1 and T=1000"),
     (["sampler.skip=cubic"], "error: sampler.skip='cubic'; expected one of uniform, quad, trailing"),
-    (["sampler.method=euler"], "error: sampler.method='euler'; expected one of ddim, plms, dpmpp_2m, dpm_2s, heun"),
+    (["sampler.method=euler"], "error: sampler.method='euler'; expected one of ddim, plms, dpmpp_2m, dpm_2s, dpm_3, heun"),
     (["sampler.method=heun", "sampler.eta=1"], "error: sampler.method=heun solves the η = 0 ODE; sampler.eta=1"),
 ])
 def test_bad_input_is_one_clear_line(checkpoint, tmp_path, args, message):

@@ -41,7 +41,8 @@ def cells():
 def test_method_pivot_rows_are_nfe_and_columns_methods(cells):
     rows = {row["NFE"]: row for row in method_pivot(cells)}
     assert sorted(rows) == [9, 10, 11, 19, 20]
-    assert rows[10] == {"NFE": 10, "ddim (η=0)": 13.0, "plms": None, "dpmpp_2m": 5.5, "dpm_2s": "failed", "heun": None}
+    assert rows[10] == {"NFE": 10, "ddim (η=0)": 13.0, "plms": None, "dpmpp_2m": 5.5, "dpm_2s": "failed",
+                        "heun": None}
     assert rows[11]["plms"] == 6.0 and rows[19]["heun"] == 4.9 and rows[9]["heun"] == 9.0
     assert rows[20]["ddim (η=0)"] == 7.0
 
@@ -79,7 +80,7 @@ def test_method_only_sweep_still_plots_and_tabulates(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    (dict(method="euler"), "sampler.method='euler'; expected one of ddim, plms, dpmpp_2m, dpm_2s, heun"),
+    (dict(method="euler"), "sampler.method='euler'; expected one of ddim, plms, dpmpp_2m, dpm_2s, dpm_3, heun"),
     (dict(method="heun", eta=0.5), "sampler.method=heun solves the η = 0 ODE; sampler.eta=0.5"),
     (dict(method="plms", eta="sigma_hat"), "sampler.method=plms solves the η = 0 ODE; sampler.eta='sigma_hat'"),
     (dict(method="dpm_2s", clip_denoised=True), "sampler.method=dpm_2s solves the η = 0 ODE"),
@@ -90,7 +91,7 @@ def test_bad_method_settings_are_one_clear_error(kwargs, message):
 
 
 def test_settings_report_true_nfe_and_labels():
-    assert [SamplerSettings(10, method=m).nfe(1000) for m in SAMPLERS] == [10, 11, 10, 10, 19]
+    assert [SamplerSettings(10, method=m).nfe(1000) for m in SAMPLERS] == [10, 11, 10, 10, 10, 19]
     assert SamplerSettings(10, 0.5).label == "η=0.5" and SamplerSettings(10, method="heun").label == "heun"
     assert [m for m in SAMPLERS if SamplerSettings(10, method=m).can_encode] == ["ddim", "heun"]
 

@@ -34,6 +34,7 @@ from .solvers import (
     Sampler,
     check_method,
     dpm_2s_sample,
+    dpm_3_sample,
     dpmpp_2m_sample,
     heun_encode,
     heun_sample,
@@ -46,7 +47,7 @@ from .trajectory import SKIP_TYPES, check_steps, make_timesteps, timestep_pairs
 __all__ = [
     "LOSS_WEIGHTINGS", "METHODS", "SAMPLERS", "SCHEDULE_NAMES", "SKIP_TYPES", "VARIANCES", "NoiseSchedule", "SampleStep",
     "Sampler", "check_method", "check_steps", "ddim_sigma", "ddim_step", "ddpm_posterior_variance",
-    "ddpm_sigma_hat_step", "dpm_2s_sample", "dpmpp_2m_sample", "encode", "eps_from_x0", "heun_encode", "heun_sample",
+    "ddpm_sigma_hat_step", "dpm_2s_sample", "dpm_3_sample", "dpmpp_2m_sample", "encode", "eps_from_x0", "heun_encode", "heun_sample",
     "loss_weights", "make_timesteps", "nfe", "plms_sample", "q_sample", "randn_like", "sample", "signal_to_noise",
     "slerp", "timestep_pairs", "x0_from_eps",
 ]

@@ -1,5 +1,5 @@
 """Higher-order solvers for the η = 0 (probability-flow) ODE, on the same ε-model, trajectories τ and (t, t_prev)
-pairs as `sample`: PNDM's PLMS, DPM-Solver++(2M), DPM-Solver-2 (single-step) and Heun.
+pairs as `sample`: PNDM's PLMS, DPM-Solver++(2M), DPM-Solver-2 and -3 (single-step) and Heun.
 
 Each sampler takes (model, x_T, schedule, steps, *, skip="uniform", callback=None), so a call that names skip and
 callback works for `sample` too (where eta comes fifth), and calls `callback` once per interval of τ. Their costs
@@ -127,31 +127,71 @@ def dpm_2s_sample(
     λ-midpoint: τ is walked two intervals per step, as diffusers' DPMSolverSinglestepScheduler does. The last
     interval (to ᾱ = 1, where 1/r → ∞) is first order (x̂0), and so is the one before it when the other
     intervals do not pair up. NFE = S."""
+    return _singlestep_dpm(model, x_T, schedule, steps, skip, callback, max_order=2, midpoint=True)
+
+
+def dpm_3_sample(
+    model: EpsModel,
+    x_T: torch.Tensor,
+    schedule: NoiseSchedule,
+    steps: int | Sequence[int],
+    *,
+    skip: str = "uniform",
+    callback: Callback = None,
+) -> torch.Tensor:
+    """DPM-Solver-3, single-step, noise prediction (Lu et al. 2022a, Algorithm 5's u1, u2, with r1, r2 set by τ):
+    from t over the next two indices s1, s2 of τ to q, u1 is DDIM's step to s1, u2 = (α_2/α_t) x − σ_2 (e^{r2 h} − 1)
+    ε̂_t − σ_2 ((e^{r2 h} − 1)/(r2 h) − 1)(r2/r1)(ε̂(u1) − ε̂_t), and x_q is the third-order expansion of eq. 3.6,
+    x_q = (α_q/α_t) x − σ_q (e^h − 1) ε̂_t − σ_q ((e^h − 1)/h − 1) D1 − σ_q ((e^h − 1 − h)/h² − 1/2) D2, with D1, D2
+    the first and second λ-differences of ε̂ through (0, ε̂_t), (r1, ε̂(u1)), (r2, ε̂(u2)). Algorithm 5's shortcut,
+    D1 from ε̂(u2) alone, is third order only at r1 = 1/3, r2 = 2/3, which grid indices do not give.
+
+    τ is walked three intervals per step, as diffusers' DPMSolverSinglestepScheduler(solver_order=3,
+    solver_type="heun") does; what is left before the last interval is one second- or first-order step, and the
+    last interval (to ᾱ = 1) is first order (x̂0). NFE = S."""
+    return _singlestep_dpm(model, x_T, schedule, steps, skip, callback, max_order=3, midpoint=False)
+
+
+def _singlestep_dpm(model, x_T, schedule, steps, skip, callback, max_order: int, midpoint: bool) -> torch.Tensor:
+    """Single-step DPM-Solver of order ≤ max_order whose intermediate points are the next indices of τ."""
     pairs = timestep_pairs(_timesteps(schedule, steps, skip))
     x, k = x_T, 0
     while k < len(pairs):
-        t, s = pairs[k]
-        a_t, a_s = schedule.alpha_bar(t), schedule.alpha_bar(s)
-        eps_t = _eps(model, x, t)
-        u, x0 = _ddim_step(x, eps_t, a_t, a_s, 0.0, None, False)  # DPM-Solver-1 to s is DDIM's step
-        if callback is not None:
-            callback(SampleStep(t, s, u, x0))
-        if k + 2 >= len(pairs):  # no second interval that ends before ᾱ = 1
-            x, k = u, k + 1
-            continue
-        q = pairs[k + 1][1]
-        a_q = schedule.alpha_bar(q)
-        lam_t = _lambda(a_t)
-        h = _lambda(a_q) - lam_t
-        r = (_lambda(a_s) - lam_t) / h
-        eps_s = _eps(model, u, s)
-        sigma_q, growth = math.sqrt(1 - a_q), math.expm1(h)
-        x = (math.sqrt(a_q / a_t) * x - (sigma_q * growth) * eps_t
-             - (sigma_q * growth / (2 * r)) * (eps_s - eps_t))
-        if callback is not None:
-            callback(SampleStep(s, q, x, x0_from_eps(u, a_s, eps_s)))
-        k += 2
+        # at most max_order intervals, none of them the last one (to ᾱ = 1, taken alone at first order)
+        order = max(1, min(max_order, len(pairs) - 1 - k))
+        points = [pairs[k][0]] + [pairs[k + j][1] for j in range(order)]
+        alphas = [schedule.alpha_bar(p) for p in points]
+        lams = [_lambda(a) for a in alphas]
+        state, eps = x, [_eps(model, x, points[0])]
+        for j in range(1, order + 1):
+            x0 = x0_from_eps(state, alphas[j - 1], eps[-1])
+            if j == 1:
+                state, _ = _ddim_step(x, eps[0], alphas[0], alphas[1], 0.0, None, False)  # DPM-Solver-1 is DDIM
+            else:
+                state = _dpm_update(x, eps, alphas[0], alphas[j], [lam - lams[0] for lam in lams[: j + 1]], midpoint)
+            if callback is not None:
+                callback(SampleStep(points[j - 1], points[j], state, x0))
+            if j < order:
+                eps.append(_eps(model, state, points[j]))
+        x, k = state, k + order
     return x
+
+
+def _dpm_update(x, eps, a_from, a_to, offsets, midpoint):
+    """Second- or third-order single-step update from a_from to a_to (λ offsets from the start: 0, r1 h, [r2 h,] h)
+    with ε̂ at the start and at the intermediate points."""
+    h = offsets[-1]
+    sigma_to, growth = math.sqrt(1 - a_to), math.expm1(h)
+    out = math.sqrt(a_to / a_from) * x - (sigma_to * growth) * eps[0]
+    if len(eps) == 2:
+        r = offsets[1] / h
+        weight = growth / 2 if midpoint else growth / h - 1
+        return out - (sigma_to * weight / r) * (eps[1] - eps[0])
+    r1, r2 = offsets[1] / h, offsets[2] / h
+    d1_0, d1_1 = (eps[1] - eps[0]) / r1, (eps[2] - eps[0]) / r2
+    d1 = (r2 * d1_0 - r1 * d1_1) / (r2 - r1)
+    d2 = 2 * (d1_1 - d1_0) / (r2 - r1)
+    return out - (sigma_to * (growth / h - 1)) * d1 - (sigma_to * ((growth - h) / h**2 - 0.5)) * d2
 
 
 def heun_sample(
@@ -218,6 +258,7 @@ SAMPLERS: dict[str, Sampler] = {
     "plms": Sampler(plms_sample, lambda n: n + 1 if n > 1 else 1),
     "dpmpp_2m": Sampler(dpmpp_2m_sample, lambda n: n),
     "dpm_2s": Sampler(dpm_2s_sample, lambda n: n),
+    "dpm_3": Sampler(dpm_3_sample, lambda n: n),
     "heun": Sampler(heun_sample, lambda n: 2 * n - 1, heun_encode),
 }
 METHODS = tuple(SAMPLERS)

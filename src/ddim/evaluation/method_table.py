@@ -101,7 +101,7 @@ def format_method_table(cells: Sequence[Cell], metric: str = "metric") -> str:
             value = row[label]
             texts.append(MISSING if value is None else value if isinstance(value, str) else format_number(value))
         lines.append("| " + " | ".join(texts) + " |")
-    lines += ["", "NFE per image: S for ddim, dpmpp_2m and dpm_2s; S + 1 for plms; 2S − 1 for heun "
+    lines += ["", "NFE per image: S for ddim, dpmpp_2m, dpm_2s and dpm_3; S + 1 for plms; 2S − 1 for heun "
                   "(fewer where the quad trajectory repeats indices). See docs/samplers.md."]
     failed = [c for c in chosen if c.get("status") == FAILED and not is_eta_cell(c)]
     if failed:
