@@ -119,6 +119,18 @@ def test_two_by_two_sweep_end_to_end(checkpoint, tmp_path):
     assert (again.stdout + again.stderr).count("cell already finished") == 4
 
 
+def test_method_cell_records_method_true_nfe_and_its_own_images(checkpoint, tmp_path):
+    """A heun cell: metrics say method and NFE = 2S − 1, its reconstruction uses heun's encoder, and it does not
+    reuse the ddim cell's cached images (the method is part of the image key)."""
+    ddim = evaluate(plan_for(checkpoint, tmp_path, settings=SamplerSettings(3, 0.0)))
+    heun = evaluate(plan_for(checkpoint, tmp_path / "heun", settings=SamplerSettings(3, 0.0, method="heun"),
+                             recon_samples=4))
+    assert (ddim["method"], ddim["nfe"]) == ("ddim", 3) and (heun["method"], heun["nfe"]) == ("heun", 5)
+    assert heun["recon_mse"] is not None and heun["value"] != ddim["value"]
+    assert plan_for(checkpoint, tmp_path).work_dir("features") != plan_for(
+        checkpoint, tmp_path, settings=SamplerSettings(3, 0.0, method="heun")).work_dir("features")
+
+
 @pytest.mark.slow
 def test_failing_cell_is_marked_and_the_others_run(checkpoint, tmp_path):
     sweep = tmp_path / "sweep"
@@ -137,6 +149,8 @@ def test_failing_cell_is_marked_and_the_others_run(checkpoint, tmp_path):
     (["sampler.eta=large"], "error: sampler.eta='large'; expected a number >= 0 or sigma_hat"),
     (["sampler.steps=0"], "error: steps=0; expected an integer number of sampling steps between 1 and T=1000"),
     (["sampler.skip=cubic"], "error: sampler.skip='cubic'; expected one of uniform, quad, trailing"),
+    (["sampler.method=euler"], "error: sampler.method='euler'; expected one of ddim, plms, dpmpp_2m, dpm_2s, dpm_3, heun"),
+    (["sampler.method=heun", "sampler.eta=1"], "error: sampler.method=heun solves the η = 0 ODE; sampler.eta=1"),
 ])
 def test_bad_input_is_one_clear_line(checkpoint, tmp_path, args, message):
     if not args[0].startswith("ckpt="):

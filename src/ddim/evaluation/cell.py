@@ -82,7 +82,8 @@ def run_shard(fabric: Fabric, plan: CellPlan) -> None:
         fabric.barrier()
         for batch in tqdm(list(chunks(todo, plan.batch_size)), desc="reconstruction", disable=rank != 0, unit="batch"):
             x0 = torch.stack([test[i] for i in batch]).to(fabric.device)
-            _, decoded = reconstruct(model, schedule, x0, plan.settings.steps, plan.settings.skip, plan.bf16)
+            _, decoded = reconstruct(model, schedule, x0, plan.settings.steps, plan.settings.skip, plan.bf16,
+                                     plan.settings.method)
             # Table 2's error: per-dimension MSE with images in [0, 1]
             mse = (from_model_range(decoded) - from_model_range(x0)).square().flatten(1).mean(1)
             save_chunk(recon_dir, batch, mse=mse.cpu().numpy().astype(np.float64))
@@ -160,7 +161,7 @@ def evaluate(plan: CellPlan) -> dict[str, Any]:
     result = score(plan, reference)
     metrics = {
         "status": "ok", "dataset": plan.dataset["name"], "steps": plan.settings.steps, "eta": plan.settings.eta,
-        "skip": plan.settings.skip, "metric": metric_name(plan.extractor), **result,
+        "skip": plan.settings.skip, "method": plan.settings.method, "metric": metric_name(plan.extractor), **result,
         "recon_mse": result.get("recon_mse"), "num_samples": plan.num_samples, "nfe": plan.settings.nfe(schedule.T),
         "seconds": round(seconds, 3),
         "devices": plan.devices, "ckpt": plan.ckpt, "key": key,

@@ -52,6 +52,8 @@ class CellPlan:
             "eta": self.settings.eta, "skip": self.settings.skip, "clip_denoised": self.settings.clip_denoised,
             "seed": self.seed, "extractor": self.extractor, "save_samples": self.save_samples,
             "noise": NOISE_VERSION, "bf16": self.bf16,
+            # only when not ddim, so the keys (and cached work) of cells from before methods existed still hold
+            **({"method": self.settings.method} if self.settings.method != "ddim" else {}),
         }
 
     def work_dir(self, kind: str) -> Path:

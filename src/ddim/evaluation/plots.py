@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ddim.utils import atomic_path
 
+from .method_table import method_curves
 from .results import (
     Cell,
     eta_label,
@@ -24,18 +25,19 @@ from .results import (
 def plot_metric_vs_steps(
     cells: Sequence[Cell], path: str | Path, paper: str | Path | None = None, paper_recon: str | Path | None = None
 ) -> Path:
-    """fid_vs_steps.png: the metric against S (log x), one line per η (and trajectory, when several); the paper's
-    numbers over the same range of S as dashed lines when comparable."""
+    """fid_vs_steps.png: the metric against S (log x), one line per η (and trajectory, when several) and one per
+    η = 0 solver method; the paper's numbers over the same range of S as dashed lines when comparable."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend state to disturb
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     usable = usable_cells(cells)
     finished = [c for c in usable if is_finished(c)]
-    metric = sweep_metric(usable)
+    metric = sweep_metric(cells)
     paper_fid, _ = paper_numbers(usable, paper, paper_recon)
     skips = trajectory_names(finished)
-    steps = sorted({int(c["steps"]) for c in finished})
+    curves = method_curves(cells)
+    steps = sorted({int(c["steps"]) for c in finished} | {s for points in curves.values() for s, _ in points})
     figure = Figure(figsize=(6, 4), dpi=120)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
@@ -55,7 +57,10 @@ def plot_metric_vs_steps(
             axes.plot(*zip(*reference), marker="x", linestyle="--", color=color, alpha=0.6,
                       label=f"paper {eta_label(eta)}")
             values += [v for _, v in reference]
-    if not finished:
+    for k, (label, points) in enumerate(curves.items()):  # one curve per η = 0 solver beside DDIM's η lines
+        axes.plot(*zip(*points), marker="s", color=f"C{(len(eta_values(usable)) + k) % 10}", label=label)
+        values += [v for _, v in points]
+    if not finished and not curves:
         axes.text(0.5, 0.5, "no finished cells", ha="center", va="center", transform=axes.transAxes)
     else:
         axes.set_xscale("log")

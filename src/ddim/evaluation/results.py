@@ -10,6 +10,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .method_table import is_eta_cell
+
 log = logging.getLogger(__name__)
 
 SIGMA_HAT = "sigma_hat"
@@ -68,7 +70,8 @@ def eta_label(eta: Eta) -> str:
 
 
 def usable_cells(cells: Iterable[Cell]) -> list[Cell]:
-    return [c for c in cells if c.get("steps") is not None and c.get("eta") is not None]
+    """The cells of the S × η table: the other sampler methods have their own (method_table.py)."""
+    return [c for c in cells if c.get("steps") is not None and c.get("eta") is not None and is_eta_cell(c)]
 
 
 def eta_values(cells: Iterable[Cell]) -> list[Eta]:

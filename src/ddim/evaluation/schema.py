@@ -15,6 +15,7 @@ class SamplerSchema:
     eta: Any = 0.0  # a number >= 0 or "sigma_hat": checked by SamplerSettings
     skip: str = "uniform"
     clip_denoised: Optional[bool] = None
+    method: str = "ddim"  # checked by SamplerSettings against ddim.diffusion.METHODS
 
 
 @dataclass

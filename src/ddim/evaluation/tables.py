@@ -11,6 +11,7 @@ from typing import Any
 
 from ddim.utils import atomic_write_text
 
+from .method_table import format_method_table
 from .plots import plot_metric_vs_steps
 from .results import (
     FAILED,
@@ -87,7 +88,8 @@ def format_table(cells: Sequence[Cell], paper: str | Path | None = None, paper_r
                   for c in failed]
     if notes:
         lines += ["", *notes]
-    return "\n".join(lines) + "\n"
+    methods = format_method_table(cells, metric)
+    return "\n".join(lines) + "\n" + (f"\n{methods}" if methods else "")
 
 
 def _csv_value(value: Any) -> Any:

@@ -58,7 +58,7 @@ def plan_from_config(cfg: DictConfig, out_dir: str) -> CellPlan:
     if extractor == "auto":
         extractor = "digits-classifier" if dataset["name"] == "digits" else "inception-v3-compat"
     recon = int(cfg.eval.recon_samples)
-    if cfg.eval.recon_only_eta0 and settings.eta != 0:
+    if (cfg.eval.recon_only_eta0 and settings.eta != 0) or not settings.can_encode:
         recon = 0
     return CellPlan(
         ckpt=ckpt, settings=settings, out_dir=out_dir, dataset=dataset, extractor=extractor,
@@ -81,7 +81,7 @@ def evaluate_task(cfg: DictConfig, out_dir: str, multirun: bool = False, group: 
         if not multirun:
             raise
         log.error("cell failed: %s: %s", type(error).__name__, error)
-        settings = {k: cfg.sampler.get(k) for k in ("steps", "eta", "skip")}
+        settings = {k: cfg.sampler.get(k) for k in ("steps", "eta", "skip", "method")}
         metrics = write_failure(out_dir, settings, error)
     log_cell_to_wandb(cfg, metrics, out_dir, group)
     return metrics
@@ -93,7 +93,8 @@ def log_cell_to_wandb(cfg: DictConfig, metrics: dict[str, Any], out_dir: str, gr
         return
     import wandb
 
-    name = f"S{metrics.get('steps')}-eta{metrics.get('eta')}"
+    method = metrics.get("method") or "ddim"
+    name = f"S{metrics.get('steps')}-" + (f"eta{metrics.get('eta')}" if method == "ddim" else method)
     try:
         run = wandb.init(project=cfg.wandb.project, mode=cfg.wandb.mode, dir=out_dir, name=name, group=group,
                          job_type="evaluate", config=OmegaConf.to_container(cfg, resolve=True), reinit="finish_previous",
