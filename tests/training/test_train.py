@@ -1,15 +1,19 @@
-"""End to end: the real config, shrunk; train, look at the files, resume, and DDP on two CPU processes."""
+"""End to end: the real config, shrunk; train, look at the files, resume, DDP on two CPU processes, and runs
+stopped by SIGTERM or SLURM's requeue signal that continue when run again."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from PIL import Image
 
+from ddim.training.callbacks import CheckpointOnInterrupt
 from ddim.training.train import train
 
 from ..helpers import ROOT, TINY_MODEL, tiny_train_config
@@ -168,3 +172,16 @@ def test_slurm_auto_requeue_saves_an_hpc_checkpoint_requeues_and_the_requeued_jo
 
     done = finish_from(run_dir, step, *cpu, env=slurm)
     assert f"resuming from {run_dir / 'hpc_ckpt_1.ckpt'}" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("sigterm,exception,saved", [
+    (True, SIGTERMException(), True),
+    (True, RuntimeError("DataLoader worker (pid 7) is killed by signal: Terminated"), True),  # the same SIGTERM
+    (False, KeyboardInterrupt(), True),
+    (False, RuntimeError("loss is nan"), False),  # a failed run is not a state to continue from
+])
+def test_checkpoint_on_interrupt_saves_only_when_the_run_was_stopped(tmp_path, sigterm, exception, saved):
+    written = []
+    trainer = SimpleNamespace(received_sigterm=sigterm, global_step=3, save_checkpoint=written.append)
+    CheckpointOnInterrupt(str(tmp_path / "last.ckpt")).on_exception(trainer, None, exception)
+    assert written == ([tmp_path / "last.ckpt"] if saved else [])
