@@ -10,12 +10,14 @@ from omegaconf import DictConfig
 
 from ddim.evaluation import schema  # noqa: F401  (registers the config schemas)
 from ddim.evaluation.task import evaluate_task
+from ddim.utils.signals import exit_on_sigterm
 
 log = logging.getLogger("evaluate")
 
 
 @hydra.main(config_path="conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    exit_on_sigterm("stopping; the finished batches are on disk and the same command continues from them")
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:

@@ -16,10 +16,10 @@ TINY_MODEL = [
 ]
 
 
-def compose_config(name: str, output_dir: Path, overrides: list[str]) -> DictConfig:
+def compose_config(name: str, output_dir: Path, overrides: list[str], return_hydra_config: bool = False) -> DictConfig:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name=name, overrides=overrides)
+        cfg = compose(config_name=name, overrides=overrides, return_hydra_config=return_hydra_config)
     with open_dict(cfg):
         cfg.paths.output_dir = str(output_dir)
     return cfg

@@ -1,13 +1,19 @@
-"""End to end: the real config, shrunk; train, look at the files, resume, and DDP on two CPU processes."""
+"""End to end: the real config, shrunk; train, look at the files, resume, DDP on two CPU processes, and runs
+stopped by SIGTERM or SLURM's requeue signal that continue when run again."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
 import pytest
 import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from PIL import Image
 
+from ddim.training.callbacks import CheckpointOnInterrupt
 from ddim.training.train import train
 
 from ..helpers import ROOT, TINY_MODEL, tiny_train_config
@@ -81,3 +87,101 @@ def test_train_bad_input_is_one_line_before_any_work(tmp_path, overrides, messag
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
     assert not (tmp_path / "checkpoints").exists()
+
+
+def train_popen(*overrides: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "train.py", *overrides], cwd=ROOT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def wait_for_file(path, process: subprocess.Popen, timeout: float = 400) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"train.py ended (rc {process.returncode}) before {path}:\n{process.communicate()[0][-3000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"no {path} after {timeout} s")
+        time.sleep(0.1)
+
+
+def long_run(run_dir, *extra: str) -> list[str]:
+    """A tiny model that would train for long in a fixed run dir; a sample grid at step 2 says it is under way
+    (no periodic checkpoint, so what the rerun finds was written by the interruption)."""
+    return [*TINY_MODEL, "logger=csv", "trainer.accelerator=cpu", "trainer.max_steps=100000", "dataset.batch_size=16",
+            "module.warmup_steps=2", "callbacks.checkpoint.every_n_train_steps=100000", "callbacks.sample_grid.every_n_steps=2",
+            "callbacks.sample_grid.num_samples=4", "callbacks.sample_grid.steps=5", f"hydra.run.dir={run_dir}", *extra]
+
+
+def finish_from(run_dir, step: int, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """The same command again, into the same run dir, now told to stop two steps after `step`."""
+    done = subprocess.run([sys.executable, "train.py", *long_run(run_dir, f"trainer.max_steps={step + 2}", *extra)],
+                          cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    # the step count, the EMA and Adam all went on from the saved state
+    assert ckpt["global_step"] == step + 2 and int(ckpt["state_dict"]["ema.n_averaged"]) == step + 2
+    assert ckpt["optimizer_states"][0]["state"][0]["step"].item() == step + 2
+    return done
+
+
+@pytest.mark.slow
+def test_sigterm_saves_last_ckpt_and_the_rerun_in_the_same_run_dir_continues(tmp_path):
+    run_dir = tmp_path / "run"
+    first = train_popen(*long_run(run_dir))
+    wait_for_file(run_dir / "samples" / "step_0000002.png", first)
+    first.send_signal(signal.SIGTERM)
+    output, _ = first.communicate(timeout=300)
+    assert first.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "interrupted at step" in output and "checkpoint:" not in output
+    step = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    assert step >= 2  # the state when SIGTERM came, not the last periodic checkpoint's or nothing
+
+    done = finish_from(run_dir, step)
+    assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_slurm_auto_requeue_saves_an_hpc_checkpoint_requeues_and_the_requeued_job_resumes(tmp_path):
+    """trainer=ddp_multinode under a stand-in SLURM (one node, one CPU task): SIGUSR1 makes Lightning save
+    hpc_ckpt_1.ckpt and call `scontrol requeue`; the job is then killed outright, and its rerun continues."""
+    bin_dir, requeues = tmp_path / "bin", tmp_path / "scontrol.log"
+    bin_dir.mkdir()
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {requeues}\n')
+    (bin_dir / "scontrol").chmod(0o755)
+    slurm = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_ID": "777", "SLURM_JOB_NAME": "ddim",
+             "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_NODELIST": "localhost",
+             "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "MASTER_ADDR": "127.0.0.1",
+             "MASTER_PORT": str(20000 + os.getpid() % 20000)}
+    run_dir = tmp_path / "run"
+    cpu = ["trainer=ddp_multinode", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=1",
+           "trainer.precision=32-true"]
+    first = train_popen(*long_run(run_dir, *cpu), env=slurm)
+    wait_for_file(run_dir / "samples" / "step_0000002.png", first)
+    first.send_signal(signal.SIGUSR1)
+    wait_for_file(run_dir / "hpc_ckpt_1.ckpt", first)
+    deadline = time.monotonic() + 60
+    while not requeues.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    first.kill()  # SLURM ends the job after the requeue; nothing more is saved
+    first.communicate(timeout=60)
+    assert requeues.read_text().split() == ["requeue", "777"]
+    step = torch.load(run_dir / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=True)["global_step"]
+    assert step >= 2
+
+    done = finish_from(run_dir, step, *cpu, env=slurm)
+    assert f"resuming from {run_dir / 'hpc_ckpt_1.ckpt'}" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("sigterm,exception,saved", [
+    (True, SIGTERMException(), True),
+    (True, RuntimeError("DataLoader worker (pid 7) is killed by signal: Terminated"), True),  # the same SIGTERM
+    (False, KeyboardInterrupt(), True),
+    (False, RuntimeError("loss is nan"), False),  # a failed run is not a state to continue from
+])
+def test_checkpoint_on_interrupt_saves_only_when_the_run_was_stopped(tmp_path, sigterm, exception, saved):
+    written = []
+    trainer = SimpleNamespace(received_sigterm=sigterm, global_step=3, save_checkpoint=written.append)
+    CheckpointOnInterrupt(str(tmp_path / "last.ckpt")).on_exception(trainer, None, exception)
+    assert written == ([tmp_path / "last.ckpt"] if saved else [])

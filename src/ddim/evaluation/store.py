@@ -12,10 +12,14 @@ from PIL import Image
 from ddim.utils import atomic_path
 
 
+# finished batches; not the ".NAME.tmp.npz" a killed process may leave half-written (see atomic_path)
+CHUNK_GLOB = "[!.]*.npz"
+
+
 def done_indices(folder: Path) -> set[int]:
     """Indices already written by an earlier (perhaps interrupted) run of the same cell."""
     done: set[int] = set()
-    for path in folder.glob("*.npz"):
+    for path in folder.glob(CHUNK_GLOB):
         with np.load(path) as data:
             done.update(int(i) for i in data["indices"])
     return done
@@ -31,7 +35,7 @@ def save_chunk(folder: Path, indices: Sequence[int], **arrays: np.ndarray) -> No
 def read_chunks(folder: Path, name: str, num: int) -> np.ndarray:
     """Rows of `name` ordered by image index, for indices 0..num−1, each exactly once."""
     rows: dict[int, np.ndarray] = {}
-    for path in sorted(folder.glob("*.npz")):
+    for path in sorted(folder.glob(CHUNK_GLOB)):
         with np.load(path) as data:
             for i, row in zip(data["indices"], data[name]):
                 if i < num:

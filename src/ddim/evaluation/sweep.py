@@ -27,25 +27,34 @@ PAPER_TABLE1 = Path(__file__).parent / "paper" / "paper_table1_fid.csv"
 
 class SweepResults(Callback):
     """Writes results.csv, results.md and fid_vs_steps.png (plus consistency and interpolation grids) into
-    the sweep directory once every cell has run; cells that failed are marked in the table."""
+    the sweep directory once every cell has run; cells that failed are marked in the table. With a cluster
+    launcher the launching process waits for the jobs, so this still runs after the last cell."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        cells = load_cells(sweep_dir)
-        if not cells:
-            log.warning("no metrics.json under %s: nothing to tabulate", sweep_dir)
-            return
-        paths = write_results(sweep_dir, cells, paper=PAPER_TABLE1)
-        print(format_table(cells))
-        print(f"\nresults: {sweep_dir / 'results.md'}")
-        figures: list[Path] = []
-        if config.eval.figures:
-            try:
-                figures = make_figures(config, cells, sweep_dir)
-            except Exception as error:  # figures are a bonus: the table is already written
-                log.error("figures failed: %s: %s", type(error).__name__, error)
-        if config.wandb.enabled:
-            log_sweep_to_wandb(config, cells, sweep_dir, [*paths, *figures])
+        collect_sweep(Path(config.hydra.sweep.dir), config)
+
+
+def collect_sweep(sweep_dir: Path, config: DictConfig | None = None) -> list[Path]:
+    """The end of a sweep from what is on disk: the tables from the cells' metrics.json, then, given the sweep's
+    config, the figures and the W&B summary when it asks for them. Returns the files written."""
+    cells = load_cells(sweep_dir)
+    if not cells:
+        log.warning("no metrics.json under %s: nothing to tabulate", sweep_dir)
+        return []
+    paths = write_results(sweep_dir, cells, paper=PAPER_TABLE1)
+    print(format_table(cells))
+    print(f"\nresults: {sweep_dir / 'results.md'}")
+    if config is None:
+        return paths
+    figures: list[Path] = []
+    if config.eval.figures:
+        try:
+            figures = make_figures(config, cells, sweep_dir)
+        except Exception as error:  # figures are a bonus: the table is already written
+            log.error("figures failed: %s: %s", type(error).__name__, error)
+    if config.wandb.enabled:
+        log_sweep_to_wandb(config, cells, sweep_dir, [*paths, *figures])
+    return [*paths, *figures]
 
 
 @torch.inference_mode()

@@ -1,4 +1,5 @@
-"""Callbacks: a sample grid from the EMA weights and a fixed x_T, so grids are comparable over training."""
+"""Callbacks: a sample grid from the EMA weights and a fixed x_T, so grids are comparable over training; a
+checkpoint when the run is stopped by SIGTERM or Ctrl+C, so the rerun continues where it stopped."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from ddim.evaluation.figures import save_image_grid
 from ddim.evaluation.generate import SamplerSettings, generate
@@ -61,3 +63,21 @@ class SampleGrid(L.Callback):
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image("samples", [str(path)], step=step, caption=[f"step {step}"])
+
+
+class CheckpointOnInterrupt(L.Callback):
+    """Saves `path` when fit stops on SIGTERM (a scheduler's preemption or time limit, scancel, kill) or Ctrl+C.
+    Lightning turns SIGTERM into an exception after the current optimizer step, so the state saved is whole; a
+    rerun in the same run dir resumes from it (train() looks there). Other errors save nothing: a run that failed
+    is not a state to continue from."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # a data-loader worker killed by the same SIGTERM can surface first, as a RuntimeError: the flag decides
+        if not (trainer.received_sigterm or isinstance(exception, KeyboardInterrupt)):
+            return
+        trainer.save_checkpoint(self.path)
+        rank_zero_info(f"interrupted at step {trainer.global_step}: saved {self.path}; "
+                       "rerun with the same hydra.run.dir to continue")

@@ -43,15 +43,22 @@ def check_model_fits_data(model: dict[str, Any], datamodule: Any, dataset_name: 
         )
 
 
-def build_module(cfg: DictConfig) -> DiffusionModule:
+def build_module(cfg: DictConfig, resume: str | Path | None = None) -> DiffusionModule:
     """The module from the config, or from the resumed checkpoint's own architecture and schedule."""
     model, schedule = plain(cfg.model), plain(cfg.diffusion)
-    if cfg.get("resume"):
-        saved = checkpoint_hparams(cfg.resume)
+    if resume:
+        saved = checkpoint_hparams(resume)
         if saved["model"] != model or saved["schedule"] != schedule:
             log.warning("resume: using the checkpoint's model and schedule, which differ from the config")
         model, schedule = saved["model"], saved["schedule"]
     return DiffusionModule(model=model, schedule=schedule, data=plain(cfg.dataset), **plain(cfg.module))
+
+
+def checkpoint_in_run_dir(output_dir: Path) -> Path | None:
+    """The newest state this run dir already holds: checkpoints/last.ckpt (periodic, or written on SIGTERM) or
+    Lightning's hpc_ckpt_N.ckpt (SLURM auto-requeue). A requeued job, rerun in the same dir, continues from it."""
+    found = [p for p in [output_dir / "checkpoints" / "last.ckpt", *output_dir.glob("hpc_ckpt_*.ckpt")] if p.is_file()]
+    return max(found, key=lambda p: p.stat().st_mtime_ns) if found else None
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
@@ -60,14 +67,17 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.check_available()  # a missing data set is one line, before any model is built
-    module = build_module(cfg)
+    resume = cfg.get("resume") or checkpoint_in_run_dir(output_dir)
+    if resume and not cfg.get("resume"):
+        log.info("resuming from %s, found in this run's directory", resume)
+    module = build_module(cfg, resume)
     check_model_fits_data(module.hparams.model, datamodule, cfg.dataset.name)
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     last = output_dir / "checkpoints" / "last.ckpt"
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"), weights_only=True)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
         trainer.save_checkpoint(last)  # the end state, whatever every_n_train_steps was
     finally:
         _finish_wandb()
