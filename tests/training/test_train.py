@@ -10,7 +10,7 @@ from PIL import Image
 
 from ddim.training.train import train
 
-from ..helpers import ROOT, TINY_MODEL, tiny_train_config
+from ..helpers import ROOT, TINY_MODEL, TINY_TRAIN, tiny_train_config
 
 
 @pytest.mark.slow
@@ -37,6 +37,25 @@ def test_train_writes_checkpoint_and_grid_then_resumes_with_step_and_ema(tmp_pat
     # the EMA carried on from the first run's average: 4 updates then 2 more
     assert int(resumed["state_dict"]["ema.n_averaged"]) == 6
     assert resumed["optimizer_states"][0]["state"][0]["step"].item() == 6
+
+
+def test_logger_none_trains_samples_and_checkpoints_through_the_cli(tmp_path):
+    # the config's LearningRateMonitor has nothing to log to: train drops it rather than refusing to start
+    done = subprocess.run([sys.executable, "train.py", *TINY_TRAIN, "logger=none", "trainer.max_steps=2",
+                           f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"checkpoint: {tmp_path / 'checkpoints' / 'last.ckpt'}" in done.stdout
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert (tmp_path / "samples" / "last.png").is_file() and (tmp_path / "samples" / "step_0000002.png").is_file()
+    assert not (tmp_path / "csv").exists() and not (tmp_path / "wandb").exists()
+
+
+def test_wandb_logger_offline_writes_its_run_and_the_csv_log(tmp_path):
+    # logger=wandb is the default: an offline W&B run plus a CSV log, the learning rate in both
+    train(tiny_train_config(tmp_path, "logger=wandb", "trainer.max_steps=2"))
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "train/loss" in header and "lr-Adam" in header
 
 
 def test_missing_resume_file_is_one_clear_line(tmp_path):

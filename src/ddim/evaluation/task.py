@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddim.data import DATASET_INFO
 from ddim.models import resolve_pretrained
-from ddim.models.pretrained import read_hyper_parameters
+from ddim.models.pretrained import read_checkpoint, read_hyper_parameters
 
 from .cell import CellPlan, evaluate, write_failure
 from .generate import SamplerSettings
@@ -44,8 +44,11 @@ def dataset_for(cfg: DictConfig, ckpt: str) -> dict[str, Any]:
         data = {"name": name if name in DATASET_INFO else "folder", "root": root,
                 "resolution": cfg.pretrained.resolution}
     else:
+        # read_hyper_parameters refuses an empty, truncated or non-torch file with a line saying so
         data = (read_hyper_parameters(ckpt) or {}).get("data")
         if not data:
+            # a file that is no checkpoint at all says so here, rather than being asked for its data set
+            read_checkpoint(ckpt, ema=bool(cfg.ema), trust_pickle=bool(cfg.trust_pickle))
             raise ValueError(f"ckpt={ckpt} does not say which data set it was trained on; pass dataset=NAME")
     return {k: data[k] for k in ("name", "root", "resolution") if k in data}
 

@@ -105,14 +105,19 @@ def read_checkpoint(path: str | os.PathLike, ema: bool = True, trust_pickle: boo
 
 def read_hyper_parameters(path: str | os.PathLike) -> dict[str, Any] | None:
     """The hyper-parameters of one of this project's checkpoints, memory-mapped and without building the model;
-    None for formats that carry none (bare state dicts, official lists, diffusers folders, old pickles)."""
+    None for formats that carry none (bare state dicts, official lists, diffusers folders, old pickles). A file
+    that is no torch file at all (empty, cut short, text) is a CheckpointError saying so."""
     path = Path(path)
     if path.is_dir() or path.suffix == ".safetensors":
         return None
+    check_torch_file(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (pickle.UnpicklingError, RuntimeError):
-        return None
+        # mmap needs the zip format; an old pickle-format file is small enough to read whole
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError:
+        return None  # needs full unpickling: read_checkpoint says so, with trust_pickle as the way out
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as error:
+        raise CheckpointError(f"{path}: truncated or corrupt torch file ({_first_line(error)})") from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     return hparams if isinstance(hparams, dict) else None
 
@@ -133,8 +138,7 @@ def _load_file(path: Path, trust_pickle: bool) -> Any:
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
-    if not _looks_like_torch_file(path):
-        raise CheckpointError(f"{path}: not a readable torch file (neither a zip archive nor a pickle)")
+    check_torch_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as error:
@@ -147,14 +151,34 @@ def _load_file(path: Path, trust_pickle: bool) -> Any:
                 f"trust where it came from") from None
         raise CheckpointError(f"{path}: not a readable torch file ({error})") from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError) as error:
-        raise CheckpointError(f"{path}: not a readable torch file ({type(error).__name__}: {error})") from None
+        raise CheckpointError(f"{path}: not a readable torch file, truncated or corrupt "
+                              f"({type(error).__name__}: {_first_line(error)})") from None
 
 
-def _looks_like_torch_file(path: Path) -> bool:
-    """torch.save writes a zip archive (or, before PyTorch 1.6, a pickle, whose protocol-2 header is 0x80)."""
-    with open(path, "rb") as f:
-        head = f.read(1)
-    return head == b"\x80" or zipfile.is_zipfile(path)
+def check_torch_file(path: str | os.PathLike) -> None:
+    """A CheckpointError saying what is wrong with a file that cannot be a torch checkpoint: empty, cut short (a
+    zip archive without its end record, what an interrupted save or copy leaves), or something else entirely.
+    torch.save writes a zip archive (or, before PyTorch 1.6, a pickle, whose protocol-2 header is 0x80)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if size == 0:
+        raise CheckpointError(f"{path}: an empty file (0 bytes), not a checkpoint; its write was cut short or never "
+                              f"happened")
+    if head == b"PK\x03\x04" and not is_zip:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({size} bytes, a zip archive without its end "
+                              f"record): the file was cut short, e.g. by an interrupted save or copy")
+    if head[:1] != b"\x80" and not is_zip:
+        raise CheckpointError(f"{path}: not a readable torch file (neither a zip archive nor a pickle)")
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _tensors(obj: Any, path: Path, what: str) -> dict[str, torch.Tensor]:
@@ -616,7 +640,7 @@ def resolve_pretrained(name: str, root: str | os.PathLike | None = None, ema: bo
 
 
 __all__ = [
-    "DEFAULT_SCHEDULE", "DIFFUSERS_KEY_TABLE", "read_hyper_parameters", "KNOWN_WEIGHTS", "CheckpointError", "CheckpointMismatchError",
+    "DEFAULT_SCHEDULE", "DIFFUSERS_KEY_TABLE", "check_torch_file", "read_hyper_parameters", "KNOWN_WEIGHTS", "CheckpointError", "CheckpointMismatchError",
     "LoadedCheckpoint", "PretrainedSpec", "UnsafeCheckpointError", "diffusers_key_to_ours", "infer_unet_config",
     "load_pretrained", "read_checkpoint", "resolve_pretrained", "unet_config_from_diffusers", "weights_root",
 ]

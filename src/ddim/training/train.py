@@ -8,9 +8,10 @@ from typing import Any
 
 import hydra
 import lightning as L
+from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from ddim.models.pretrained import read_hyper_parameters
+from ddim.models.pretrained import CheckpointError, read_hyper_parameters
 
 from .module import DiffusionModule
 
@@ -24,14 +25,33 @@ def plain(cfg: DictConfig | None) -> dict[str, Any]:
 
 
 def checkpoint_hparams(path: str | Path) -> dict[str, Any]:
-    """The hyper-parameters stored in one of our checkpoints, read without running pickled code."""
+    """The hyper-parameters stored in one of our checkpoints, read without running pickled code; a damaged file
+    is one line that says so and names the newest sound checkpoint beside it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"resume={path}: no such checkpoint file")
-    hparams = read_hyper_parameters(path)
+    try:
+        hparams = read_hyper_parameters(path)
+    except CheckpointError as error:  # its message starts with the path
+        previous = _previous_sound_checkpoint(path)
+        hint = f"; the newest sound checkpoint beside it is resume={previous}" if previous else ""
+        raise CheckpointError(f"resume={error}{hint}") from None
     if not hparams or "model" not in hparams:
         raise ValueError(f"resume={path}: not a training checkpoint of this project (no hyper_parameters.model)")
     return hparams
+
+
+def _previous_sound_checkpoint(damaged: Path) -> Path | None:
+    """Where to resume from instead: the newest other checkpoint in the same folder that reads as one of ours."""
+    others = sorted((p for p in damaged.parent.glob("*.ckpt") if p.resolve() != damaged.resolve()),
+                    key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for candidate in others:
+        try:
+            if "model" in (read_hyper_parameters(candidate) or {}):
+                return candidate
+        except CheckpointError:
+            continue
+    return None
 
 
 def check_model_fits_data(model: dict[str, Any], datamodule: Any, dataset_name: str) -> None:
@@ -64,6 +84,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_model_fits_data(module.hparams.model, datamodule, cfg.dataset.name)
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    if not loggers:  # logger=none: Lightning refuses a LearningRateMonitor with nothing to log to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     last = output_dir / "checkpoints" / "last.ckpt"
     try:
