@@ -6,7 +6,12 @@ import hydra
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
+from ddim.training.module import NonFiniteLossError
 from ddim.training.train import train
+
+# exit codes: 0 done; 1 failed while training (a NaN loss, a full disk), the checkpoints already written kept;
+# 2 bad input, found before training starts; 143 (128 + SIGTERM) stopped by SIGTERM after saving a checkpoint
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_SIGTERM = 1, 2, 143
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
@@ -17,8 +22,15 @@ def main(cfg: DictConfig) -> None:
         # bad input (config values, paths, checkpoints) is one line, found before training starts
         cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
         print(f"error: {cause}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(EXIT_BAD_INPUT)
+    except (NonFiniteLossError, OSError) as error:  # after FileNotFoundError, an OSError too
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     print(f"checkpoint: {result['checkpoint']}\nsample grid: {result['samples']}")
+    if result["stopped_by_sigterm"]:
+        print(f"stopped by SIGTERM at step {result['global_step']}; continue with resume={result['checkpoint']}",
+              file=sys.stderr)
+        sys.exit(EXIT_SIGTERM)
 
 
 if __name__ == "__main__":

@@ -100,3 +100,52 @@ def test_train_bad_input_is_one_line_before_any_work(tmp_path, overrides, messag
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
     assert not (tmp_path / "checkpoints").exists()
+
+
+def nan_at(step: int):
+    """A diffusion_loss that is NaN for the batch that would make optimizer step `step`."""
+    from ddim.training.module import DiffusionModule
+
+    original = DiffusionModule.diffusion_loss
+
+    def loss(self, x0):
+        value = original(self, x0)
+        return value * float("nan") if self.trainer.global_step + 1 == step else value
+
+    return loss
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from ddim.training.module import DiffusionModule, NonFiniteLossError
+
+    monkeypatch.setattr(DiffusionModule, "diffusion_loss", nan_at(3))
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3; stopped .* module.nonfinite_loss=skip"):
+        train(tiny_train_config(tmp_path))
+    kept = {p.name: torch.load(p, weights_only=True) for p in (tmp_path / "checkpoints").glob("*.ckpt")}
+    assert set(kept) == {"last.ckpt", "step_0000002.ckpt"}
+    assert all(c["global_step"] == 2 for c in kept.values())
+    assert all(torch.isfinite(v).all() for v in kept["last.ckpt"]["state_dict"].values() if v.is_floating_point())
+
+
+def test_nan_loss_with_skip_skips_that_step_and_trains_on(tmp_path, monkeypatch):
+    from ddim.training.module import DiffusionModule
+
+    monkeypatch.setattr(DiffusionModule, "diffusion_loss", nan_at(3))
+    result = train(tiny_train_config(tmp_path, "module.nonfinite_loss=skip"))
+    ckpt = torch.load(result["checkpoint"], weights_only=True)
+    assert ckpt["global_step"] == 4
+    assert int(ckpt["state_dict"]["ema.n_averaged"]) == 3  # no EMA update from the skipped step
+    assert ckpt["optimizer_states"][0]["state"][0]["step"].item() == 3  # nor an Adam update
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_wandb_raising_at_start_leaves_the_run_and_its_csv_log(tmp_path, monkeypatch):
+    import wandb
+
+    def unreachable(*args, **kwargs):
+        raise wandb.errors.CommError("could not reach api.wandb.ai")
+
+    monkeypatch.setattr(wandb, "init", unreachable)
+    result = train(tiny_train_config(tmp_path, "logger=wandb", "trainer.max_steps=2"))
+    assert result["global_step"] == 2 and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert "train/loss" in (tmp_path / "csv" / "metrics.csv").read_text()

@@ -1,16 +1,22 @@
-"""Callbacks: a sample grid from the EMA weights and a fixed x_T, so grids are comparable over training."""
+"""Callbacks: a sample grid from the EMA weights and a fixed x_T, so grids are comparable over training; a
+checkpoint and a clean stop on SIGTERM."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from ddim.evaluation.figures import save_image_grid
 from ddim.evaluation.generate import SamplerSettings, generate
+from ddim.utils import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 class SampleGrid(L.Callback):
@@ -35,7 +41,8 @@ class SampleGrid(L.Callback):
             self.write_grid(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.write_grid(trainer, pl_module)
+        if not trainer.received_sigterm:  # after SIGTERM the seconds left are for exiting, not for a grid
+            self.write_grid(trainer, pl_module)
 
     def make_samples(self, pl_module: L.LightningModule) -> torch.Tensor:
         """The same x_T and noise every time: image i depends only on (seed, i)."""
@@ -57,7 +64,34 @@ class SampleGrid(L.Callback):
         self._last_step = step
         images = self.make_samples(pl_module)
         path = save_image_grid(images, self.out_dir / f"step_{step:07d}.png", nrow=self.nrow, upscale=self.upscale)
-        shutil.copyfile(path, self.out_dir / "last.png")
+        with atomic_path(self.out_dir / "last.png") as tmp:
+            shutil.copyfile(path, tmp)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image("samples", [str(path)], step=step, caption=[f"step {step}"])
+
+
+class SaveOnSigterm(L.Callback):
+    """SIGTERM (what `kill`, SLURM and most schedulers send first): the step that is running finishes, a
+    checkpoint is written to `path`, and training stops; `train` then reports it and train.py exits with 143.
+    Lightning alone only notes the signal, and acts on it at the end of an epoch."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.stopped_at: int | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        # every rank decides together, so that no rank waits alone in the checkpoint's barrier
+        if self.stopped_at is None and trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
+            self.save(trainer)
+            trainer.should_stop = True
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # Lightning's own SIGTERMException, raised at an epoch's end when the signal came after the last batch
+        if isinstance(exception, SIGTERMException) and self.stopped_at is None:
+            self.save(trainer)
+
+    def save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(self.path)
+        self.stopped_at = trainer.global_step
+        log.warning("SIGTERM: saved %s at step %d; stopping", self.path, trainer.global_step)

@@ -9,10 +9,15 @@ from typing import Any
 import hydra
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from ddim.models.pretrained import CheckpointError, read_hyper_parameters
 
+from .callbacks import SaveOnSigterm
+from .checkpoint_io import AtomicCheckpointIO
 from .module import DiffusionModule
 
 log = logging.getLogger(__name__)
@@ -43,7 +48,8 @@ def checkpoint_hparams(path: str | Path) -> dict[str, Any]:
 
 def _previous_sound_checkpoint(damaged: Path) -> Path | None:
     """Where to resume from instead: the newest other checkpoint in the same folder that reads as one of ours."""
-    others = sorted((p for p in damaged.parent.glob("*.ckpt") if p.resolve() != damaged.resolve()),
+    # "[!.]*": not the hidden temp files of an interrupted atomic write
+    others = sorted((p for p in damaged.parent.glob("[!.]*.ckpt") if p.resolve() != damaged.resolve()),
                     key=lambda p: p.stat().st_mtime_ns, reverse=True)
     for candidate in others:
         try:
@@ -84,13 +90,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_model_fits_data(module.hparams.model, datamodule, cfg.dataset.name)
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    loggers = [logger for logger in loggers if _logger_starts(logger)]
     if not loggers:  # logger=none: Lightning refuses a LearningRateMonitor with nothing to log to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    # checkpoints are written to a temp file and renamed, unless the config brings its own CheckpointIO
+    plugins = [hydra.utils.instantiate(p) for p in (cfg.trainer.get("plugins") or [])]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                                 plugins=plugins)
     last = output_dir / "checkpoints" / "last.ckpt"
+    sigterm = next((c for c in callbacks if isinstance(c, SaveOnSigterm)), None)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"), weights_only=True)
-        trainer.save_checkpoint(last)  # the end state, whatever every_n_train_steps was
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("resume"), weights_only=True)
+        except SIGTERMException:  # a SystemExit(None), i.e. exit 0: report the stop instead, when it was saved
+            if sigterm is None or sigterm.stopped_at is None:
+                raise
+        if sigterm is None or sigterm.stopped_at is None:  # SaveOnSigterm has written it already
+            trainer.save_checkpoint(last)  # the end state, whatever every_n_train_steps was
     finally:
         _finish_wandb()
     loss = trainer.callback_metrics.get("train/loss")
@@ -99,11 +117,24 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "samples": str(output_dir / "samples" / "last.png"),
         "global_step": trainer.global_step,
         "loss": float(loss) if loss is not None else None,
+        "stopped_by_sigterm": sigterm is not None and sigterm.stopped_at is not None,
     }
     if trainer.is_global_zero:
         log.info("checkpoint: %s", result["checkpoint"])
         log.info("sample grid: %s", result["samples"])
     return result
+
+
+def _logger_starts(logger: Any) -> bool:
+    """W&B unreachable or raising is one error line; training goes on with the other loggers (the CSV log)."""
+    if not isinstance(logger, WandbLogger):
+        return True
+    try:
+        logger.experiment  # noqa: B018  (starts the run now rather than at the first step)
+    except Exception as error:
+        log.error("W&B is unavailable (%s: %s); training goes on without it", type(error).__name__, error)
+        return False
+    return True
 
 
 def _finish_wandb() -> None:
