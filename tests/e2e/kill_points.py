@@ -9,6 +9,7 @@ last instant of the write, and the one a non-atomic writer would have left half-
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -73,15 +74,15 @@ class PauseAt(L.Callback):
 
 
 class PauseBeforeRename(HydraCallback):
-    """For evaluate.py -m: holds the sweep when it renames a file named `name` (e.g. results.md), or its
-    `nth` chunk file (`name: npz`), until `release` appears (or it is killed)."""
+    """For evaluate.py -m: holds the sweep when it renames its `nth` file whose name matches the regex `pattern`
+    (a chunk file, results.md), until `release` appears (or it is killed)."""
 
-    def __init__(self, name: str, marker: str, nth: int = 1, release: str | None = None) -> None:
-        self.name, self.marker, self.nth, self.release, self.seen = name, marker, int(nth), release, 0
+    def __init__(self, pattern: str, marker: str, nth: int = 1, release: str | None = None) -> None:
+        self.pattern, self.marker, self.nth, self.release, self.seen = re.compile(pattern), marker, int(nth), release, 0
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
-        def matches(target: str) -> bool:
-            if not (target == self.name or target.endswith("." + self.name)):
+        def matches(name: str) -> bool:
+            if not self.pattern.fullmatch(name):
                 return False
             self.seen += 1
             return self.seen == self.nth

@@ -108,3 +108,70 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     step = ckpt["global_step"]
     assert 3 <= step < 100000 and int(ckpt["state_dict"]["ema.n_averaged"]) == step
     assert f"stopped by SIGTERM at step {step}; continue with resume=" in output
+
+
+def chunk_indices(cell: Path) -> list[int]:
+    """Every image index recorded in a cell's finished chunk files, repeats included."""
+    indices: list[int] = []
+    for path in cell.glob("features-*/[!.]*.npz"):
+        with np.load(path) as data:
+            indices.extend(int(i) for i in data["indices"])
+    return sorted(indices)
+
+
+def pause_sweep_args(pattern: str, marker: Path, nth: int = 1, release: Path | None = None) -> list[str]:
+    args = ["+hydra.callbacks.pause._target_=tests.e2e.kill_points.PauseBeforeRename",
+            f"+hydra.callbacks.pause.pattern='{pattern}'", f"+hydra.callbacks.pause.marker={marker}",
+            f"+hydra.callbacks.pause.nth={nth}"]
+    return args + ([f"+hydra.callbacks.pause.release={release}"] if release else [])
+
+
+CHUNK = r"\d{8}_\d+\.npz"
+
+
+@pytest.mark.slow
+def test_two_sweeps_on_one_folder_and_kills_in_a_cell_and_in_the_tables_lose_nothing(checkpoint, tmp_path):
+    sweep = tmp_path / "sweep"
+    args = ["-m", f"ckpt={checkpoint}", "sampler.steps=2,3", "sampler.eta=0", "eval.num_samples=24",
+            "eval.recon_samples=0", "fid.kid_subsets=0", "eval.figures=false", "wandb=none",
+            f"hydra.sweep.dir={sweep}"]
+    n = 24
+
+    # 1. the first sweep is held inside cell 0, its third chunk written but not yet renamed
+    first_marker, release = tmp_path / "first.marker", tmp_path / "release"
+    first = start("evaluate.py", *args, "eval.batch_size=4", *pause_sweep_args(CHUNK, first_marker, 3, release))
+    wait_for(first_marker, first)
+
+    # 2. a second sweep on the same folder meanwhile: cell 0 is locked, so it does cell 1 only
+    second = subprocess.run([sys.executable, "evaluate.py", *args, "eval.batch_size=6"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert f"this cell is being evaluated by another process (pid {first.pid})" in second.stdout + second.stderr
+    assert json.loads((sweep / "1" / "metrics.json").read_text())["status"] == "ok"
+    assert not (sweep / "0" / "metrics.json").exists()
+    tables_before = (sweep / "results.md").read_text()  # its end-of-sweep tables, cell 0 not yet there
+
+    # 3. the first is SIGKILLed inside cell 0; its unrenamed chunk is cut in half, as a kill mid-write leaves it
+    kill(first)
+    assert chunk_indices(sweep / "0") == list(range(8))
+    (temp,) = (sweep / "0").glob("features-*/.*.tmp.npz")
+    temp.write_bytes(temp.read_bytes()[: temp.stat().st_size // 2])
+
+    # 4. a rerun finishes cell 0 (cell 1 is done) and is SIGKILLed while writing the tables
+    tables_marker = tmp_path / "tables.marker"
+    third = start("evaluate.py", *args, "eval.batch_size=4", *pause_sweep_args(r"results\.md", tables_marker))
+    wait_for(tables_marker, third)
+    kill(third)
+    # never half-written: the old tables stand whole, the new ones are only a temp file
+    assert (sweep / "results.md").read_text() == tables_before and list(sweep.glob(".results.md.*.tmp.md"))
+    with open(sweep / "results.csv") as f:  # written (atomically) before results.md
+        assert [row["status"] for row in csv.DictReader(f)] == ["ok", "ok"]
+
+    # 5. the last rerun only writes the tables
+    last = subprocess.run([sys.executable, "evaluate.py", *args, "eval.batch_size=4"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert last.returncode == 0, last.stderr[-3000:]
+    assert (last.stdout + last.stderr).count("cell already finished") == 2
+    assert "| 2 " in (sweep / "results.md").read_text() and "| 3 " in (sweep / "results.md").read_text()
+    # every image of every cell was recorded exactly once, whoever made it
+    assert chunk_indices(sweep / "0") == list(range(n)) and chunk_indices(sweep / "1") == list(range(n))

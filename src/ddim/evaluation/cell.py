@@ -23,7 +23,7 @@ from ddim.diffusion import NoiseSchedule
 from ddim.models import read_checkpoint
 from ddim.models.pretrained import DEFAULT_SCHEDULE
 from ddim.training.module import build_schedule
-from ddim.utils import atomic_path, atomic_write_text
+from ddim.utils import atomic_path, atomic_write_text, exclusive_lock
 
 from .features import build_feature_extractor, metric_name
 from .generate import SamplerSettings, generate, reconstruct
@@ -107,10 +107,17 @@ def chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(items[start : start + size])
 
 
+CHUNK_GLOB = "[!.]*.npz"  # finished chunks only: a write killed midway leaves a hidden ".<name>.*.tmp.npz"
+
+
+class CellBusy(RuntimeError):
+    """Another process holds the cell's lock: it is evaluating this cell now."""
+
+
 def done_indices(folder: Path) -> set[int]:
     """Indices already written by an earlier (perhaps interrupted) run of the same cell."""
     done: set[int] = set()
-    for path in folder.glob("*.npz"):
+    for path in folder.glob(CHUNK_GLOB):
         with np.load(path) as data:
             done.update(int(i) for i in data["indices"])
     return done
@@ -125,7 +132,7 @@ def save_chunk(folder: Path, indices: Sequence[int], **arrays: np.ndarray) -> No
 def read_chunks(folder: Path, name: str, num: int) -> np.ndarray:
     """Rows of `name` ordered by image index, for indices 0..num−1, each exactly once."""
     rows: dict[int, np.ndarray] = {}
-    for path in sorted(folder.glob("*.npz")):
+    for path in sorted(folder.glob(CHUNK_GLOB)):
         with np.load(path) as data:
             for i, row in zip(data["indices"], data[name]):
                 if i < num:
@@ -214,7 +221,18 @@ def write_samples(out: Path, images: np.ndarray) -> None:
 
 
 def evaluate(plan: CellPlan) -> dict[str, Any]:
-    """Runs the cell unless metrics.json already holds a finished run of the same key."""
+    """Runs the cell unless metrics.json already holds a finished run of the same key. One process at a time: a
+    cell whose lock another process holds raises CellBusy at once (two sweeps on one folder share the work)."""
+    lock = Path(plan.out_dir) / ".cell.lock"
+    with exclusive_lock(lock) as mine:
+        if not mine:
+            holder = lock.read_text().strip() if lock.is_file() else "?"
+            raise CellBusy(f"{plan.out_dir}: this cell is being evaluated by another process (pid {holder}); "
+                           f"its results will appear there")
+        return _evaluate_unlocked(plan)
+
+
+def _evaluate_unlocked(plan: CellPlan) -> dict[str, Any]:
     out = Path(plan.out_dir)
     metrics_path = out / "metrics.json"
     key = _jsonable(plan.key)
@@ -274,4 +292,4 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-__all__ = ["CellPlan", "evaluate", "launch", "load_model", "run_shard", "score", "write_failure"]
+__all__ = ["CellBusy", "CellPlan", "evaluate", "launch", "load_model", "run_shard", "score", "write_failure"]

@@ -13,7 +13,7 @@ from ddim.data import DATASET_INFO
 from ddim.models import resolve_pretrained
 from ddim.models.pretrained import read_checkpoint, read_hyper_parameters
 
-from .cell import CellPlan, evaluate, write_failure
+from .cell import CellBusy, CellPlan, evaluate, write_failure
 from .generate import SamplerSettings
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,11 @@ def evaluate_task(cfg: DictConfig, out_dir: str, multirun: bool = False, group: 
     try:
         plan = plan_from_config(cfg, out_dir)
         metrics = evaluate(plan)
+    except CellBusy as error:
+        if not multirun:
+            raise
+        log.warning("skipped: %s", error)  # nothing written: the other process writes this cell's metrics.json
+        return {"status": "busy", **{k: cfg.sampler.get(k) for k in ("steps", "eta", "skip")}}
     except Exception as error:
         if not multirun:
             raise
@@ -102,5 +107,15 @@ def log_cell_to_wandb(cfg: DictConfig, metrics: dict[str, Any], out_dir: str, gr
                          settings=wandb.Settings(silent=True))
         run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         run.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
+    except Exception as error:  # W&B unreachable or raising: the cell's metrics.json is written already
+        log.error("W&B logging failed (%s: %s); the results are in %s", type(error).__name__, error,
+                  Path(out_dir) / "metrics.json")
     finally:
+        _finish_quietly(wandb)
+
+
+def _finish_quietly(wandb: Any) -> None:
+    try:
         wandb.finish()
+    except Exception as error:
+        log.error("wandb.finish failed (%s: %s)", type(error).__name__, error)
