@@ -7,7 +7,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from ddim.training.module import NonFiniteLossError
-from ddim.training.train import train
+from ddim.training.train import error_line, train
 
 # exit codes: 0 done; 1 failed while training (a NaN loss, a full disk), the checkpoints already written kept;
 # 2 bad input, found before training starts; 143 (128 + SIGTERM) stopped by SIGTERM after saving a checkpoint
@@ -20,11 +20,10 @@ def main(cfg: DictConfig) -> None:
         result = train(cfg)
     except (ValueError, FileNotFoundError, InstantiationException) as error:
         # bad input (config values, paths, checkpoints) is one line, found before training starts
-        cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
-        print(f"error: {cause}", file=sys.stderr)
+        print(f"error: {error_line(error)}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
     except (NonFiniteLossError, OSError) as error:  # after FileNotFoundError, an OSError too
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {error_line(error)}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
     print(f"checkpoint: {result['checkpoint']}\nsample grid: {result['samples']}")
     if result["stopped_by_sigterm"]:

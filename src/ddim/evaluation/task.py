@@ -9,9 +9,9 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ddim.data import DATASET_INFO
+from ddim.data import DATASET_INFO, check_available
 from ddim.models import resolve_pretrained
-from ddim.models.pretrained import read_checkpoint, read_hyper_parameters
+from ddim.models.pretrained import check_torch_file, read_checkpoint, read_hyper_parameters
 
 from .cell import CellBusy, CellPlan, evaluate, write_failure
 from .generate import SamplerSettings
@@ -55,8 +55,13 @@ def dataset_for(cfg: DictConfig, ckpt: str) -> dict[str, Any]:
 
 def plan_from_config(cfg: DictConfig, out_dir: str) -> CellPlan:
     settings = SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))
+    if int(cfg.eval.batch_size) < 1:
+        raise ValueError(f"eval.batch_size={cfg.eval.batch_size}; expected a positive integer")
     ckpt = resolve_ckpt(cfg)
+    if Path(ckpt).is_file() and Path(ckpt).suffix != ".safetensors":
+        check_torch_file(ckpt)  # an empty, cut-short or non-torch file says so before anything else is asked
     dataset = dataset_for(cfg, ckpt)
+    check_available(dataset["name"], dataset.get("root"))  # a missing data set is found before any weights load
     extractor = cfg.fid.extractor
     if extractor == "auto":
         extractor = "digits-classifier" if dataset["name"] == "digits" else "inception-v3-compat"

@@ -78,6 +78,10 @@ class DiffusionModule(L.LightningModule):
         nonfinite_loss: str = "stop",
     ) -> None:
         super().__init__()
+        for name, value in (("lr", lr), ("weight_decay", weight_decay), ("warmup_steps", warmup_steps)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (name == "lr" and not value):
+                expected = "a positive number" if name == "lr" else "a number >= 0"
+                raise ValueError(f"module.{name}={value!r}; expected {expected}")
         if nonfinite_loss not in NONFINITE_LOSS:
             raise ValueError(f"module.nonfinite_loss={nonfinite_loss!r}; expected one of {', '.join(NONFINITE_LOSS)}")
         if loss_weighting not in LOSS_WEIGHTINGS:

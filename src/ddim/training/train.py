@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.errors import InstantiationException
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import WandbLogger
@@ -14,7 +15,7 @@ from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
-from ddim.models.pretrained import CheckpointError, read_hyper_parameters
+from ddim.models.pretrained import CheckpointError, read_checkpoint, read_hyper_parameters
 
 from .callbacks import SaveOnSigterm
 from .checkpoint_io import AtomicCheckpointIO
@@ -42,6 +43,10 @@ def checkpoint_hparams(path: str | Path) -> dict[str, Any]:
         hint = f"; the newest sound checkpoint beside it is resume={previous}" if previous else ""
         raise CheckpointError(f"resume={error}{hint}") from None
     if not hparams or "model" not in hparams:
+        try:  # a file that is no checkpoint at all, or one that needs unpickling, says so first
+            read_checkpoint(path)
+        except CheckpointError as error:
+            raise CheckpointError(f"resume={error}") from None
         raise ValueError(f"resume={path}: not a training checkpoint of this project (no hyper_parameters.model)")
     return hparams
 
@@ -83,6 +88,9 @@ def build_module(cfg: DictConfig) -> DiffusionModule:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fits the model; returns where the checkpoint and sample grid are and the last logged loss."""
     output_dir = Path(cfg.paths.output_dir)
+    steps = cfg.trainer.get("max_steps")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not (steps == -1 or steps >= 1):
+        raise ValueError(f"trainer.max_steps={steps!r}; expected a positive number of optimizer steps (-1: no limit)")
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.check_available()  # a missing data set is one line, before any model is built
@@ -123,6 +131,18 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("checkpoint: %s", result["checkpoint"])
         log.info("sample grid: %s", result["samples"])
     return result
+
+
+def error_line(error: BaseException) -> str:
+    """The one line an entry point prints for `error`: a DataLoader worker's error comes wrapped in a traceback,
+    whose last line is the original message."""
+    if isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    message = str(error)
+    if message.startswith("Caught ") and "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+    return message
 
 
 def _logger_starts(logger: Any) -> bool:
