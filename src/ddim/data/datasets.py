@@ -250,6 +250,12 @@ class FlatCelebA(CelebA):
         self.base_folder = base_folder  # read by the parent's __init__ for every file path
         super().__init__(root, **kwargs)
 
+    def _check_integrity(self) -> bool:
+        # Presence, not torchvision's MD5s: those cover only the five list files (never the images), and copies
+        # from mirrors re-save them; a download still checks MD5s as it fetches, and parsing catches bad lists.
+        folder = Path(self.root) / self.base_folder
+        return (folder / CELEBA_IMAGES).is_dir() and all((folder / f).is_file() for f in CELEBA_FILES)
+
 
 def _celeba(path: Path, split: str, resolution: int, download: bool, flip: bool) -> Dataset:
     try:

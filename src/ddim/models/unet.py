@@ -128,6 +128,21 @@ class Upsample(nn.Module):
         return self.conv(x) if hasattr(self, "conv") else x
 
 
+# Channel multipliers per level by image size: Ho et al.'s 32 (CIFAR-10), 64 (the DDIM CelebA model) and 256
+# (LSUN); 128 and 16 as improved-diffusion and the 32-pixel model minus a level. Down to a 4x4 bottom either way.
+CH_MULT_BY_RESOLUTION: dict[int, tuple[int, ...]] = {
+    16: (1, 2, 2), 32: (1, 2, 2, 2), 64: (1, 2, 2, 2, 4), 128: (1, 1, 2, 3, 4), 256: (1, 1, 2, 2, 4, 4),
+}
+
+
+def ch_mult_for(resolution: int) -> tuple[int, ...]:
+    """`ch_mult="auto"`: the published multipliers for this image size."""
+    if int(resolution) not in CH_MULT_BY_RESOLUTION:
+        raise ValueError(f"UNet: ch_mult=auto knows resolutions {sorted(CH_MULT_BY_RESOLUTION)}, got "
+                         f"{resolution}; give model.ch_mult=[...] explicitly")
+    return CH_MULT_BY_RESOLUTION[int(resolution)]
+
+
 class UNet(nn.Module):
     """ε_θ(x, t): x [B, in_channels, H, W] in [−1, 1], t a LongTensor [B] of network indices 0..T−1.
 
@@ -139,7 +154,7 @@ class UNet(nn.Module):
         in_channels: int = 3,
         out_ch: int = 3,
         ch: int = 128,
-        ch_mult: Sequence[int] = (1, 2, 2, 2),
+        ch_mult: Sequence[int] | str = (1, 2, 2, 2),
         num_res_blocks: int = 2,
         attn_resolutions: Sequence[int] = (16,),
         dropout: float = 0.1,
@@ -149,7 +164,7 @@ class UNet(nn.Module):
         norm_eps: float = NORM_EPS,
     ) -> None:
         super().__init__()
-        ch_mult = tuple(int(m) for m in ch_mult)
+        ch_mult = ch_mult_for(resolution) if ch_mult == "auto" else tuple(int(m) for m in ch_mult)
         attn_resolutions = tuple(int(r) for r in attn_resolutions)
         _validate(in_channels, out_ch, ch, ch_mult, num_res_blocks, attn_resolutions, dropout, resolution,
                   norm_groups, norm_eps)
