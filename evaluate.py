@@ -27,6 +27,9 @@ def main(cfg: DictConfig) -> None:
         # bad input is one line, not a traceback
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except OSError as error:  # a write that failed (a full disk): what is written is whole, a rerun goes on
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
     if not multirun:
         shown = {k: metrics.get(k) for k in ("metric", "value", "kid_mean", "recon_mse", "nfe", "images_per_second")}
         print(" ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))

@@ -7,8 +7,13 @@ from hydra.errors import InstantiationException
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
-from ddim.training.train import train
+from ddim.training.module import NonFiniteLossError
+from ddim.training.train import error_line, train
 from ddim.utils.signals import SIGTERM_EXIT_CODE
+
+# exit codes: 0 done; 1 failed while training (a NaN loss, a full disk), the checkpoints already written kept;
+# 2 bad input, found before training starts; 143 (128 + SIGTERM) stopped by SIGTERM after saving a checkpoint
+EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
@@ -17,11 +22,17 @@ def main(cfg: DictConfig) -> None:
         result = train(cfg)
     except (ValueError, FileNotFoundError, InstantiationException) as error:
         # bad input (config values, paths, checkpoints) is one line, found before training starts
-        cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
-        print(f"error: {cause}", file=sys.stderr)
-        sys.exit(2)
+        print(f"error: {error_line(error)}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+    except (NonFiniteLossError, OSError) as error:  # after FileNotFoundError, an OSError too
+        print(f"error: {error_line(error)}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     except SIGTERMException:
         # stopped by the scheduler after saving last.ckpt: not a success, so `train && evaluate` does not go on
+        sys.exit(SIGTERM_EXIT_CODE)
+    if result["stopped_by_sigterm"]:
+        print(f"stopped by SIGTERM at step {result['global_step']}; continue with resume={result['checkpoint']} "
+              f"(or rerun with the same hydra.run.dir)", file=sys.stderr)
         sys.exit(SIGTERM_EXIT_CODE)
     print(f"checkpoint: {result['checkpoint']}\nsample grid: {result['samples']}")
 

@@ -25,10 +25,14 @@ def compose_config(name: str, output_dir: Path, overrides: list[str], return_hyd
     return cfg
 
 
+# train.py overrides for a run of seconds on a CPU: 4 steps, a checkpoint and a grid every 2 (also CLI arguments)
+TINY_TRAIN = [
+    *TINY_MODEL, "logger=csv", "trainer.accelerator=cpu", "trainer.max_steps=4", "trainer.log_every_n_steps=1",
+    "trainer.enable_model_summary=false", "dataset.batch_size=16", "module.warmup_steps=2",
+    "callbacks.checkpoint.every_n_train_steps=2", "callbacks.sample_grid.every_n_steps=2",
+    "callbacks.sample_grid.num_samples=4", "callbacks.sample_grid.steps=5",
+]
+
+
 def tiny_train_config(output_dir: Path, *extra: str) -> DictConfig:
-    return compose_config("train", output_dir, [
-        *TINY_MODEL, "logger=csv", "trainer.accelerator=cpu", "trainer.max_steps=4", "trainer.log_every_n_steps=1",
-        "trainer.enable_model_summary=false", "dataset.batch_size=16", "module.warmup_steps=2",
-        "callbacks.checkpoint.every_n_train_steps=2", "callbacks.sample_grid.every_n_steps=2",
-        "callbacks.sample_grid.num_samples=4", "callbacks.sample_grid.steps=5", *extra,
-    ])
+    return compose_config("train", output_dir, [*TINY_TRAIN, *extra])

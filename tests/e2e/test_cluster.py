@@ -22,7 +22,7 @@ import yaml
 from ddim.evaluation.store import done_indices, save_chunk
 
 from ..helpers import ROOT, compose_config
-from .test_evaluate import checkpoint, run_evaluate  # noqa: F401  (checkpoint is a fixture)
+from .test_evaluate import run_evaluate
 
 # small and slow enough per batch that a signal lands between the first and the last chunk
 CELL = ["eval.num_samples=16", "eval.batch_size=4", "eval.recon_samples=0", "fid.kid_subsets=0", "eval.figures=false",

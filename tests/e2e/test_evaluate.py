@@ -1,5 +1,5 @@
-"""evaluate.py end to end on a checkpoint trained for a few steps: one cell, a 2 × 2 sweep, skipping, seeding,
-two processes, and the one-line errors."""
+"""evaluate.py end to end on a checkpoint trained for a few steps (conftest.py's `checkpoint`): one cell, a 2 × 2
+sweep, skipping, seeding, two processes, and the one-line errors."""
 
 import csv
 import json
@@ -16,18 +16,10 @@ from ddim.evaluation.cell import evaluate
 from ddim.evaluation.plan import CellPlan
 from ddim.evaluation.generate import SamplerSettings, generate
 from ddim.models import UNet
-from ddim.training.train import train
-
-from ..helpers import ROOT, tiny_train_config
+from ..helpers import ROOT
 
 FAST_EVAL = ["eval.num_samples=24", "eval.batch_size=8", "eval.recon_samples=8", "fid.kid_subsets=5",
              "fid.kid_subset_size=8", "eval.figure_rows=2"]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("train")
-    return Path(train(tiny_train_config(out))["checkpoint"])
 
 
 def run_evaluate(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -16,7 +16,7 @@ from PIL import Image
 from ddim.training.callbacks import CheckpointOnInterrupt
 from ddim.training.train import train
 
-from ..helpers import ROOT, TINY_MODEL, tiny_train_config
+from ..helpers import ROOT, TINY_MODEL, TINY_TRAIN, tiny_train_config
 
 
 @pytest.mark.slow
@@ -43,6 +43,25 @@ def test_train_writes_checkpoint_and_grid_then_resumes_with_step_and_ema(tmp_pat
     # the EMA carried on from the first run's average: 4 updates then 2 more
     assert int(resumed["state_dict"]["ema.n_averaged"]) == 6
     assert resumed["optimizer_states"][0]["state"][0]["step"].item() == 6
+
+
+def test_logger_none_trains_samples_and_checkpoints_through_the_cli(tmp_path):
+    # the config's LearningRateMonitor has nothing to log to: train drops it rather than refusing to start
+    done = subprocess.run([sys.executable, "train.py", *TINY_TRAIN, "logger=none", "trainer.max_steps=2",
+                           f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"checkpoint: {tmp_path / 'checkpoints' / 'last.ckpt'}" in done.stdout
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+    assert (tmp_path / "samples" / "last.png").is_file() and (tmp_path / "samples" / "step_0000002.png").is_file()
+    assert not (tmp_path / "csv").exists() and not (tmp_path / "wandb").exists()
+
+
+def test_wandb_logger_offline_writes_its_run_and_the_csv_log(tmp_path):
+    # logger=wandb is the default: an offline W&B run plus a CSV log, the learning rate in both
+    train(tiny_train_config(tmp_path, "logger=wandb", "trainer.max_steps=2"))
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 1
+    header = (tmp_path / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert "train/loss" in header and "lr-Adam" in header
 
 
 def test_missing_resume_file_is_one_clear_line(tmp_path):
@@ -185,3 +204,52 @@ def test_checkpoint_on_interrupt_saves_only_when_the_run_was_stopped(tmp_path, s
     trainer = SimpleNamespace(received_sigterm=sigterm, global_step=3, save_checkpoint=written.append)
     CheckpointOnInterrupt(str(tmp_path / "last.ckpt")).on_exception(trainer, None, exception)
     assert written == ([tmp_path / "last.ckpt"] if saved else [])
+
+
+def nan_at(step: int):
+    """A diffusion_loss that is NaN for the batch that would make optimizer step `step`."""
+    from ddim.training.module import DiffusionModule
+
+    original = DiffusionModule.diffusion_loss
+
+    def loss(self, x0):
+        value = original(self, x0)
+        return value * float("nan") if self.trainer.global_step + 1 == step else value
+
+    return loss
+
+
+def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    from ddim.training.module import DiffusionModule, NonFiniteLossError
+
+    monkeypatch.setattr(DiffusionModule, "diffusion_loss", nan_at(3))
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 3; stopped .* module.nonfinite_loss=skip"):
+        train(tiny_train_config(tmp_path))
+    kept = {p.name: torch.load(p, weights_only=True) for p in (tmp_path / "checkpoints").glob("*.ckpt")}
+    assert set(kept) == {"last.ckpt", "step_0000002.ckpt"}
+    assert all(c["global_step"] == 2 for c in kept.values())
+    assert all(torch.isfinite(v).all() for v in kept["last.ckpt"]["state_dict"].values() if v.is_floating_point())
+
+
+def test_nan_loss_with_skip_skips_that_step_and_trains_on(tmp_path, monkeypatch):
+    from ddim.training.module import DiffusionModule
+
+    monkeypatch.setattr(DiffusionModule, "diffusion_loss", nan_at(3))
+    result = train(tiny_train_config(tmp_path, "module.nonfinite_loss=skip"))
+    ckpt = torch.load(result["checkpoint"], weights_only=True)
+    assert ckpt["global_step"] == 4
+    assert int(ckpt["state_dict"]["ema.n_averaged"]) == 3  # no EMA update from the skipped step
+    assert ckpt["optimizer_states"][0]["state"][0]["step"].item() == 3  # nor an Adam update
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values() if v.is_floating_point())
+
+
+def test_wandb_raising_at_start_leaves_the_run_and_its_csv_log(tmp_path, monkeypatch):
+    import wandb
+
+    def unreachable(*args, **kwargs):
+        raise wandb.errors.CommError("could not reach api.wandb.ai")
+
+    monkeypatch.setattr(wandb, "init", unreachable)
+    result = train(tiny_train_config(tmp_path, "logger=wandb", "trainer.max_steps=2"))
+    assert result["global_step"] == 2 and (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert "train/loss" in (tmp_path / "csv" / "metrics.csv").read_text()

@@ -170,8 +170,11 @@ class ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        with Image.open(self.paths[index]) as image:
-            return self.transform(image)
+        try:
+            with Image.open(self.paths[index]) as image:
+                return self.transform(image)
+        except OSError as error:  # PIL's UnidentifiedImageError and truncated files are OSErrors
+            raise ValueError(f"image {self.paths[index]} cannot be read ({error}); remove or replace it") from None
 
 
 @functools.lru_cache(maxsize=1)

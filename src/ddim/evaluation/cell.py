@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ddim.data import DATASET_INFO, build_dataset, from_model_range
 from ddim.diffusion import NoiseSchedule
 from ddim.models import DEFAULT_SCHEDULE, read_checkpoint
-from ddim.utils import atomic_write_text
+from ddim.utils import atomic_write_text, exclusive_lock
 
 from .features import build_feature_extractor, metric_name
 from .generate import SamplerSettings, fast_model, generate, reconstruct
@@ -49,6 +49,10 @@ def chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
     """`items` in consecutive lists of at most `size`."""
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
+
+
+class CellBusy(RuntimeError):
+    """Another process holds the cell's lock: it is evaluating this cell now."""
 
 
 def run_shard(fabric: Fabric, plan: CellPlan) -> None:
@@ -122,7 +126,18 @@ def score(plan: CellPlan, reference: FeatureStats) -> dict[str, Any]:
 
 
 def evaluate(plan: CellPlan) -> dict[str, Any]:
-    """Runs the cell unless metrics.json already holds a finished run of the same key."""
+    """Runs the cell unless metrics.json already holds a finished run of the same key. One process at a time: a
+    cell whose lock another process holds raises CellBusy at once (two sweeps on one folder share the work)."""
+    lock = Path(plan.out_dir) / ".cell.lock"
+    with exclusive_lock(lock) as mine:
+        if not mine:
+            holder = lock.read_text().strip() if lock.is_file() else "?"
+            raise CellBusy(f"{plan.out_dir}: this cell is being evaluated by another process (pid {holder}); "
+                           f"its results will appear there")
+        return _evaluate_unlocked(plan)
+
+
+def _evaluate_unlocked(plan: CellPlan) -> dict[str, Any]:
     out = Path(plan.out_dir)
     metrics_path = out / "metrics.json"
     key = _jsonable(plan.key)
@@ -182,4 +197,4 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-__all__ = ["CellPlan", "evaluate", "launch", "load_model", "run_shard", "score", "write_failure"]
+__all__ = ["CellBusy", "CellPlan", "evaluate", "launch", "load_model", "run_shard", "score", "write_failure"]

@@ -53,7 +53,11 @@ def collect_sweep(sweep_dir: Path, config: DictConfig | None = None) -> list[Pat
         except Exception as error:  # figures are a bonus: the table is already written
             log.error("figures failed: %s: %s", type(error).__name__, error)
     if config.wandb.enabled:
-        log_sweep_to_wandb(config, cells, sweep_dir, [*paths, *figures])
+        try:
+            log_sweep_to_wandb(config, cells, sweep_dir, [*paths, *figures])
+        except Exception as error:  # W&B unreachable or raising: the tables are written already
+            log.error("W&B logging failed (%s: %s); the results are in %s", type(error).__name__, error,
+                      sweep_dir / "results.md")
     return [*paths, *figures]
 
 

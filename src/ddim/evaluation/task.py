@@ -9,10 +9,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ddim.data import DATASET_INFO
-from ddim.models import read_hyper_parameters, resolve_pretrained
+from ddim.data import DATASET_INFO, check_available
+from ddim.models import check_torch_file, read_checkpoint, read_hyper_parameters, resolve_pretrained
 
-from .cell import evaluate, write_failure
+from .cell import CellBusy, evaluate, write_failure
 from .generate import SamplerSettings
 from .plan import CellPlan
 
@@ -44,16 +44,24 @@ def dataset_for(cfg: DictConfig, ckpt: str) -> dict[str, Any]:
         data = {"name": name if name in DATASET_INFO else "folder", "root": root,
                 "resolution": cfg.pretrained.resolution}
     else:
+        # read_hyper_parameters refuses an empty, truncated or non-torch file with a line saying so
         data = (read_hyper_parameters(ckpt) or {}).get("data")
         if not data:
+            # a file that is no checkpoint at all says so here, rather than being asked for its data set
+            read_checkpoint(ckpt, ema=bool(cfg.ema), trust_pickle=bool(cfg.trust_pickle))
             raise ValueError(f"ckpt={ckpt} does not say which data set it was trained on; pass dataset=NAME")
     return {k: data[k] for k in ("name", "root", "resolution") if k in data}
 
 
 def plan_from_config(cfg: DictConfig, out_dir: str) -> CellPlan:
     settings = SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))
+    if int(cfg.eval.batch_size) < 1:
+        raise ValueError(f"eval.batch_size={cfg.eval.batch_size}; expected a positive integer")
     ckpt = resolve_ckpt(cfg)
+    if Path(ckpt).is_file() and Path(ckpt).suffix != ".safetensors":
+        check_torch_file(ckpt)  # an empty, cut-short or non-torch file says so before anything else is asked
     dataset = dataset_for(cfg, ckpt)
+    check_available(dataset["name"], dataset.get("root"))  # a missing data set is found before any weights load
     extractor = cfg.fid.extractor
     if extractor == "auto":
         extractor = "digits-classifier" if dataset["name"] == "digits" else "inception-v3-compat"
@@ -77,6 +85,11 @@ def evaluate_task(cfg: DictConfig, out_dir: str, multirun: bool = False, group: 
     try:
         plan = plan_from_config(cfg, out_dir)
         metrics = evaluate(plan)
+    except CellBusy as error:
+        if not multirun:
+            raise
+        log.warning("skipped: %s", error)  # nothing written: the other process writes this cell's metrics.json
+        return {"status": "busy", **{k: cfg.sampler.get(k) for k in ("steps", "eta", "skip")}}
     except Exception as error:
         if not multirun:
             raise
@@ -101,5 +114,15 @@ def log_cell_to_wandb(cfg: DictConfig, metrics: dict[str, Any], out_dir: str, gr
                          settings=wandb.Settings(silent=True))
         run.log({k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         run.summary.update({k: v for k, v in metrics.items() if isinstance(v, (int, float, str))})
+    except Exception as error:  # W&B unreachable or raising: the cell's metrics.json is written already
+        log.error("W&B logging failed (%s: %s); the results are in %s", type(error).__name__, error,
+                  Path(out_dir) / "metrics.json")
     finally:
+        _finish_quietly(wandb)
+
+
+def _finish_quietly(wandb: Any) -> None:
+    try:
         wandb.finish()
+    except Exception as error:
+        log.error("wandb.finish failed (%s: %s)", type(error).__name__, error)

@@ -5,6 +5,7 @@ from .checkpoints import (
     KNOWN_WEIGHTS,
     CheckpointError,
     CheckpointMismatchError,
+    check_torch_file,
     LoadedCheckpoint,
     PretrainedSpec,
     UnsafeCheckpointError,
@@ -17,6 +18,6 @@ from .unet import UNet, count_parameters
 
 __all__ = [
     "DEFAULT_SCHEDULE", "KNOWN_WEIGHTS", "CheckpointError", "CheckpointMismatchError", "LoadedCheckpoint",
-    "PretrainedSpec", "UNet", "UnsafeCheckpointError", "count_parameters", "load_pretrained", "read_checkpoint",
+    "PretrainedSpec", "UNet", "UnsafeCheckpointError", "check_torch_file", "count_parameters", "load_pretrained", "read_checkpoint",
     "read_hyper_parameters", "resolve_pretrained",
 ]

@@ -3,6 +3,7 @@ checkpoint when the run is stopped by SIGTERM or Ctrl+C, so the rerun continues 
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
 from ddim.evaluation.figures import save_image_grid
 from ddim.evaluation.generate import SamplerSettings, generate
+from ddim.utils import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 class SampleGrid(L.Callback):
@@ -37,7 +41,8 @@ class SampleGrid(L.Callback):
             self.write_grid(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.write_grid(trainer, pl_module)
+        if not trainer.received_sigterm:  # after SIGTERM the seconds left are for exiting, not for a grid
+            self.write_grid(trainer, pl_module)
 
     def make_samples(self, pl_module: L.LightningModule) -> torch.Tensor:
         """The same x_T and noise every time: image i depends only on (seed, i)."""
@@ -59,7 +64,8 @@ class SampleGrid(L.Callback):
         self._last_step = step
         images = self.make_samples(pl_module)
         path = save_image_grid(images, self.out_dir / f"step_{step:07d}.png", nrow=self.nrow, upscale=self.upscale)
-        shutil.copyfile(path, self.out_dir / "last.png")
+        with atomic_path(self.out_dir / "last.png") as tmp:
+            shutil.copyfile(path, tmp)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 logger.log_image("samples", [str(path)], step=step, caption=[f"step {step}"])
@@ -73,11 +79,24 @@ class CheckpointOnInterrupt(L.Callback):
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
+        self.stopped_at: int | None = None
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        # Lightning checks the flag within an epoch only under DDP; on one process it waits for the epoch's end
+        # (CelebA: 1,270 batches). Every rank decides together, so no rank waits alone in the save's barrier.
+        if self.stopped_at is None and trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
+            self.save(trainer)
+            trainer.should_stop = True
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         # a data-loader worker killed by the same SIGTERM can surface first, as a RuntimeError: the flag decides
         if not (trainer.received_sigterm or isinstance(exception, KeyboardInterrupt)):
             return
+        if self.stopped_at != trainer.global_step:  # not saved already by on_train_batch_end
+            self.save(trainer)
+
+    def save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path)
+        self.stopped_at = trainer.global_step
         rank_zero_info(f"interrupted at step {trainer.global_step}: saved {self.path}; "
                        "rerun with the same hydra.run.dir to continue")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,8 @@ from torch.optim.swa_utils import AveragedModel
 
 from ddim.diffusion import LOSS_WEIGHTINGS, NoiseSchedule, loss_weights, q_sample
 from ddim.models import UNet
+
+log = logging.getLogger(__name__)
 
 
 def warmup_lr_factor(step: int, warmup_steps: int) -> float:
@@ -33,6 +36,13 @@ def ema_update_fn(decay: float, warmup: bool) -> Callable[[list, list, torch.Ten
             avg.lerp_(cur.detach(), weight)
 
     return update
+
+
+NONFINITE_LOSS = ("stop", "skip")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or inf with module.nonfinite_loss=stop; the checkpoints already written are kept."""
 
 
 def antithetic_timesteps(batch_size: int, T: int, device: torch.device, generator=None) -> torch.Tensor:
@@ -58,8 +68,15 @@ class DiffusionModule(L.LightningModule):
         min_snr_gamma: float = 5.0,
         antithetic: bool = True,
         data: dict[str, Any] | None = None,
+        nonfinite_loss: str = "stop",
     ) -> None:
         super().__init__()
+        for name, value in (("lr", lr), ("weight_decay", weight_decay), ("warmup_steps", warmup_steps)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (name == "lr" and not value):
+                expected = "a positive number" if name == "lr" else "a number >= 0"
+                raise ValueError(f"module.{name}={value!r}; expected {expected}")
+        if nonfinite_loss not in NONFINITE_LOSS:
+            raise ValueError(f"module.nonfinite_loss={nonfinite_loss!r}; expected one of {', '.join(NONFINITE_LOSS)}")
         if loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"loss_weighting={loss_weighting!r}; expected one of {', '.join(LOSS_WEIGHTINGS)}")
         if not 0.0 <= ema_decay < 1.0:
@@ -73,6 +90,8 @@ class DiffusionModule(L.LightningModule):
         self.register_buffer("alphas_cumprod", self.schedule.alphas_cumprod.float(), persistent=False)
         weights = loss_weights(self.schedule, loss_weighting, min_snr_gamma).float()
         self.register_buffer("loss_weights", weights, persistent=False)
+        self.skipped_steps = 0  # batches whose loss was not finite, with nonfinite_loss=skip
+        self._loss_was_finite = True
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.model(x, t)
@@ -90,14 +109,32 @@ class DiffusionModule(L.LightningModule):
         per_sample = (eps.float() - noise).square().flatten(1).mean(1)
         return (self.loss_weights[t] * per_sample).mean()
 
-    def training_step(self, batch: torch.Tensor | tuple | list, batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: torch.Tensor | tuple | list, batch_idx: int) -> torch.Tensor | None:
         x0 = batch[0] if isinstance(batch, (tuple, list)) else batch
         loss = self.diffusion_loss(x0)
+        if not torch.isfinite(loss):
+            step = self.trainer.global_step + 1  # the step this batch would have made
+            if self.hparams.nonfinite_loss == "stop":
+                raise NonFiniteLossError(
+                    f"loss is {loss.item()} at step {step}; stopped before the optimizer used it. The checkpoints "
+                    f"already written are kept (resume=.../last.ckpt); module.nonfinite_loss=skip skips such steps")
+            self.skipped_steps += 1
+            self._loss_was_finite = False
+            log.warning("loss is %s at step %d: step skipped (%d so far)", loss.item(), step, self.skipped_steps)
+            self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
+            # Lightning then runs no backward, so the optimizer has no gradients and changes nothing; the step
+            # still counts (global step, LR schedule), and the EMA is not updated
+            return None
+        self._loss_was_finite = True
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x0.shape[0])
         return loss
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.ema.update_parameters(self.model)
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimizer step, then the EMA update: both inside the step, so that what callbacks see at the end of
+        a batch (the checkpoint of step N, its sample grid) holds the EMA of step N too."""
+        super().optimizer_step(*args, **kwargs)
+        if self._loss_was_finite:
+            self.ema.update_parameters(self.model)
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(

@@ -7,11 +7,18 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.errors import InstantiationException
 import lightning as L
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
-from ddim.models import read_hyper_parameters
+from ddim.models import CheckpointError, read_checkpoint, read_hyper_parameters
 
+from .callbacks import CheckpointOnInterrupt
+from .checkpoint_io import AtomicCheckpointIO
 from .module import DiffusionModule
 
 log = logging.getLogger(__name__)
@@ -24,14 +31,38 @@ def plain(cfg: DictConfig | None) -> dict[str, Any]:
 
 
 def checkpoint_hparams(path: str | Path) -> dict[str, Any]:
-    """The hyper-parameters stored in one of our checkpoints, read without running pickled code."""
+    """The hyper-parameters stored in one of our checkpoints, read without running pickled code; a damaged file
+    is one line that says so and names the newest sound checkpoint beside it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"resume={path}: no such checkpoint file")
-    hparams = read_hyper_parameters(path)
+    try:
+        hparams = read_hyper_parameters(path)
+    except CheckpointError as error:  # its message starts with the path
+        previous = _previous_sound_checkpoint(path)
+        hint = f"; the newest sound checkpoint beside it is resume={previous}" if previous else ""
+        raise CheckpointError(f"resume={error}{hint}") from None
     if not hparams or "model" not in hparams:
+        try:  # a file that is no checkpoint at all, or one that needs unpickling, says so first
+            read_checkpoint(path)
+        except CheckpointError as error:
+            raise CheckpointError(f"resume={error}") from None
         raise ValueError(f"resume={path}: not a training checkpoint of this project (no hyper_parameters.model)")
     return hparams
+
+
+def _previous_sound_checkpoint(damaged: Path) -> Path | None:
+    """Where to resume from instead: the newest other checkpoint in the same folder that reads as one of ours."""
+    # "[!.]*": not the hidden temp files of an interrupted atomic write
+    others = sorted((p for p in damaged.parent.glob("[!.]*.ckpt") if p.resolve() != damaged.resolve()),
+                    key=lambda p: p.stat().st_mtime_ns, reverse=True)
+    for candidate in others:
+        try:
+            if "model" in (read_hyper_parameters(candidate) or {}):
+                return candidate
+        except CheckpointError:
+            continue
+    return None
 
 
 def check_model_fits_data(model: dict[str, Any], datamodule: Any, dataset_name: str) -> None:
@@ -64,6 +95,9 @@ def checkpoint_in_run_dir(output_dir: Path) -> Path | None:
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Fits the model; returns where the checkpoint and sample grid are and the last logged loss."""
     output_dir = Path(cfg.paths.output_dir)
+    steps = cfg.trainer.get("max_steps")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not (steps == -1 or steps >= 1):
+        raise ValueError(f"trainer.max_steps={steps!r}; expected a positive number of optimizer steps (-1: no limit)")
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.dataset)
     datamodule.check_available()  # a missing data set is one line, before any model is built
@@ -74,11 +108,25 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     check_model_fits_data(module.hparams.model, datamodule, cfg.dataset.name)
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    loggers = [logger for logger in loggers if _logger_starts(logger)]
+    if not loggers:  # logger=none: Lightning refuses a LearningRateMonitor with nothing to log to
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    # checkpoints are written to a temp file and renamed, unless the config brings its own CheckpointIO
+    plugins = [hydra.utils.instantiate(p) for p in (cfg.trainer.get("plugins") or [])]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(AtomicCheckpointIO())
+    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                                                 plugins=plugins)
     last = output_dir / "checkpoints" / "last.ckpt"
+    interrupt = next((c for c in callbacks if isinstance(c, CheckpointOnInterrupt)), None)
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
-        trainer.save_checkpoint(last)  # the end state, whatever every_n_train_steps was
+        try:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None, weights_only=True)
+        except SIGTERMException:  # raised at an epoch's end after the stop: reported below when it was saved
+            if interrupt is None or interrupt.stopped_at is None:
+                raise
+        if interrupt is None or interrupt.stopped_at is None:
+            trainer.save_checkpoint(last)  # the end state, whatever every_n_train_steps was
     finally:
         _finish_wandb()
     loss = trainer.callback_metrics.get("train/loss")
@@ -87,11 +135,36 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "samples": str(output_dir / "samples" / "last.png"),
         "global_step": trainer.global_step,
         "loss": float(loss) if loss is not None else None,
+        "stopped_by_sigterm": interrupt is not None and interrupt.stopped_at is not None,
     }
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and not result["stopped_by_sigterm"]:
         log.info("checkpoint: %s", result["checkpoint"])
         log.info("sample grid: %s", result["samples"])
     return result
+
+
+def error_line(error: BaseException) -> str:
+    """The one line an entry point prints for `error`: a DataLoader worker's error comes wrapped in a traceback,
+    whose last line is the original message."""
+    if isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    message = str(error)
+    if message.startswith("Caught ") and "Original Traceback" in message:
+        last = message.strip().splitlines()[-1]
+        message = last.split(": ", 1)[1] if ": " in last else last
+    return message
+
+
+def _logger_starts(logger: Any) -> bool:
+    """W&B unreachable or raising is one error line; training goes on with the other loggers (the CSV log)."""
+    if not isinstance(logger, WandbLogger):
+        return True
+    try:
+        logger.experiment  # noqa: B018  (starts the run now rather than at the first step)
+    except Exception as error:
+        log.error("W&B is unavailable (%s: %s); training goes on without it", type(error).__name__, error)
+        return False
+    return True
 
 
 def _finish_wandb() -> None:

@@ -43,7 +43,9 @@ from .official import read_official
 from .ours import read_hyper_parameters, read_our_checkpoint
 from .reference import read_reference_state_dict
 from .registry import KNOWN_WEIGHTS, PretrainedSpec, resolve_pretrained, weights_root
-from .safe_load import SHOW_KEYS, CheckpointError, CheckpointMismatchError, UnsafeCheckpointError, load_checkpoint_file
+from .safe_load import (
+    SHOW_KEYS, CheckpointError, CheckpointMismatchError, UnsafeCheckpointError, check_torch_file, load_checkpoint_file,
+)
 
 
 def read_checkpoint(path: str | os.PathLike, ema: bool = True, trust_pickle: bool = False,
@@ -81,7 +83,7 @@ def load_pretrained(path: str | os.PathLike, ema: bool = True, trust_pickle: boo
 
 __all__ = [
     "DEFAULT_SCHEDULE", "DIFFUSERS_KEY_TABLE", "KNOWN_WEIGHTS", "CheckpointError", "CheckpointMismatchError",
-    "LoadedCheckpoint", "PretrainedSpec", "UnsafeCheckpointError", "diffusers_key_to_ours", "infer_unet_config",
+    "LoadedCheckpoint", "PretrainedSpec", "UnsafeCheckpointError", "check_torch_file", "diffusers_key_to_ours", "infer_unet_config",
     "load_pretrained", "read_checkpoint", "read_hyper_parameters", "resolve_pretrained", "unet_config_from_diffusers",
     "weights_root",
 ]

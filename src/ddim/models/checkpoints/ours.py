@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,19 +12,24 @@ from typing import Any
 import torch
 
 from .build import LoadedCheckpoint, build_unet, infer_unet_config, plain
-from .safe_load import CheckpointError, tensor_dict
+from .safe_load import CheckpointError, check_torch_file, first_line, tensor_dict
 
 
 def read_hyper_parameters(path: str | os.PathLike) -> dict[str, Any] | None:
     """The hyper-parameters of one of this project's checkpoints, memory-mapped and without building the model;
-    None for formats that carry none (bare state dicts, official lists, diffusers folders, old pickles)."""
+    None for formats that carry none (bare state dicts, official lists, diffusers folders, old pickles). A file
+    that is no torch file at all (empty, cut short, text) is a CheckpointError saying so."""
     path = Path(path)
     if path.is_dir() or path.suffix == ".safetensors":
         return None
+    check_torch_file(path)
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except (pickle.UnpicklingError, RuntimeError):
-        return None
+        # mmap needs the zip format; an old pickle-format file is small enough to read whole
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError:
+        return None  # needs full unpickling: read_checkpoint says so, with trust_pickle as the way out
+    except (RuntimeError, EOFError, KeyError, ValueError, OSError) as error:
+        raise CheckpointError(f"{path}: truncated or corrupt torch file ({first_line(error)})") from None
     hparams = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
     return hparams if isinstance(hparams, dict) else None
 

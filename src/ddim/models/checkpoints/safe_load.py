@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pickle
 import zipfile
 from collections.abc import Mapping
@@ -31,8 +32,7 @@ def load_checkpoint_file(path: Path, trust_pickle: bool) -> Any:
         from safetensors.torch import load_file
 
         return load_file(str(path), device="cpu")
-    if not _looks_like_torch_file(path):
-        raise CheckpointError(f"{path}: not a readable torch file (neither a zip archive nor a pickle)")
+    check_torch_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as error:
@@ -45,14 +45,34 @@ def load_checkpoint_file(path: Path, trust_pickle: bool) -> Any:
                 f"trust where it came from") from None
         raise CheckpointError(f"{path}: not a readable torch file ({error})") from None
     except (RuntimeError, EOFError, KeyError, ValueError, OSError) as error:
-        raise CheckpointError(f"{path}: not a readable torch file ({type(error).__name__}: {error})") from None
+        raise CheckpointError(f"{path}: not a readable torch file, truncated or corrupt "
+                              f"({type(error).__name__}: {first_line(error)})") from None
 
 
-def _looks_like_torch_file(path: Path) -> bool:
-    """torch.save writes a zip archive (or, before PyTorch 1.6, a pickle, whose protocol-2 header is 0x80)."""
-    with open(path, "rb") as f:
-        head = f.read(1)
-    return head == b"\x80" or zipfile.is_zipfile(path)
+def check_torch_file(path: str | os.PathLike) -> None:
+    """A CheckpointError saying what is wrong with a file that cannot be a torch checkpoint: empty, cut short (a
+    zip archive without its end record, what an interrupted save or copy leaves), or something else entirely.
+    torch.save writes a zip archive (or, before PyTorch 1.6, a pickle, whose protocol-2 header is 0x80)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+        is_zip = zipfile.is_zipfile(path)
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if size == 0:
+        raise CheckpointError(f"{path}: an empty file (0 bytes), not a checkpoint; its write was cut short or never "
+                              f"happened")
+    if head == b"PK\x03\x04" and not is_zip:
+        raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({size} bytes, a zip archive without its end "
+                              f"record): the file was cut short, e.g. by an interrupted save or copy")
+    if head[:1] != b"\x80" and not is_zip:
+        raise CheckpointError(f"{path}: not a readable torch file (neither a zip archive nor a pickle)")
+
+
+def first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def tensor_dict(obj: Any, path: Path, what: str) -> dict[str, torch.Tensor]:
