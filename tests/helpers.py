@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -36,3 +39,20 @@ TINY_TRAIN = [
 
 def tiny_train_config(output_dir: Path, *extra: str) -> DictConfig:
     return compose_config("train", output_dir, [*TINY_TRAIN, *extra])
+
+
+def wait_until(condition: Callable[[], bool], process: subprocess.Popen, what: str, timeout: float = 400) -> None:
+    """Polls `condition` while the child runs; its output in the failure when it ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None:
+            raise AssertionError(f"the process ended (rc {process.returncode}) before {what}:\n"
+                                 f"{process.communicate()[0][-4000:]}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"no {what} after {timeout} s")
+        time.sleep(0.05)
+
+
+def wait_for_file(path: Path, process: subprocess.Popen, timeout: float = 400) -> None:
+    wait_until(path.exists, process, str(path), timeout)

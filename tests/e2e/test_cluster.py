@@ -10,8 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import hydra
@@ -21,7 +19,7 @@ import yaml
 
 from ddim.evaluation.store import done_indices, save_chunk
 
-from ..helpers import ROOT, compose_config
+from ..helpers import ROOT, compose_config, wait_until
 from .test_evaluate import run_evaluate
 
 # small and slow enough per batch that a signal lands between the first and the last chunk
@@ -37,18 +35,6 @@ def chunk_indices(cell_dir: Path) -> list[int]:
         with np.load(path) as data:
             indices.extend(int(i) for i in data["indices"])
     return sorted(indices)
-
-
-def wait_for(condition: Callable[[], bool], process: subprocess.Popen, what: str, timeout: float = 400) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if process.poll() is not None:
-            raise AssertionError(f"the process ended (rc {process.returncode}) before {what}:\n"
-                                 f"{process.communicate()[0][-4000:]}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"no {what} after {timeout} s")
-        time.sleep(0.1)
 
 
 def evaluate_popen(*args: str) -> subprocess.Popen:
@@ -129,7 +115,7 @@ def test_local_launcher_runs_cells_as_processes_and_a_preempted_cell_resumes(che
     launching = evaluate_popen("-m", "hydra/launcher=local", f"ckpt={checkpoint}", "sampler.steps=2,10",
                                "sampler.eta=0", *CELL, f"hydra.sweep.dir={sweep}")
     slow_cell = sweep / "1"
-    wait_for(lambda: len(chunk_indices(slow_cell)) > 0, launching, "first chunk of cell 1")
+    wait_until(lambda: len(chunk_indices(slow_cell)) > 0, launching, "first chunk of cell 1")
     # preempt the S=10 cell as SLURM would: submitit's signal (USR2) to the job's process, whose parent is the
     # local "scheduler" named by the job id Hydra recorded
     job_id = int(yaml.safe_load((slow_cell / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
@@ -160,7 +146,7 @@ def test_sigterm_stops_a_cell_cleanly_and_the_rerun_makes_no_image_twice(checkpo
     run = tmp_path / "cell"
     args = [f"ckpt={checkpoint}", "sampler.steps=10", "sampler.eta=0", *CELL, f"hydra.run.dir={run}"]
     first = evaluate_popen(*args)
-    wait_for(lambda: len(chunk_indices(run)) > 0, first, "first chunk")
+    wait_until(lambda: len(chunk_indices(run)) > 0, first, "first chunk")
     first.send_signal(signal.SIGTERM)
     output, _ = first.communicate(timeout=120)
     assert first.returncode == 128 + signal.SIGTERM, output[-3000:]

@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from ..helpers import ROOT, TINY_TRAIN
+from ..helpers import ROOT, TINY_TRAIN, wait_for_file
 
 # a checkpoint and a grid every 2 steps: each kill may lose at most the steps since the last checkpoint
 KILL_TRAIN = [*TINY_TRAIN, "trainer.max_steps=8", "logger=csv"]
@@ -25,17 +24,6 @@ def start(script: str, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([sys.executable, script, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
-
-
-def wait_for(marker: Path, process: subprocess.Popen, timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while not marker.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"exited with {process.returncode} before {marker.name}:\n{process.stdout.read()[-3000:]}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"{marker.name} never appeared")
-        time.sleep(0.05)
 
 
 def kill(process: subprocess.Popen) -> None:
@@ -70,7 +58,7 @@ def test_sigkill_in_a_step_a_checkpoint_write_and_a_grid_then_resume_loses_at_mo
         marker = tmp_path / f"{point}.marker"
         resume = [f"resume={last}"] if i else []
         process = start("train.py", *common, *resume, *pause_args(point, step, marker))
-        wait_for(marker, process)
+        wait_for_file(marker, process)
         kill(process)
         on_disk = sound_checkpoints(folder)  # every file under a final name loads in full
         assert on_disk["last.ckpt"] == newest, (point, on_disk)
@@ -99,7 +87,7 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     process = start("train.py", *TINY_TRAIN, "trainer.max_steps=100000", "logger=none",
                     "callbacks.checkpoint.every_n_train_steps=100000", "callbacks.sample_grid.every_n_steps=100000",
                     *pause_args("mark", 3, marker), f"hydra.run.dir={tmp_path / 'run'}")
-    wait_for(marker, process)
+    wait_for_file(marker, process)
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 143, output[-3000:]
@@ -139,7 +127,7 @@ def test_two_sweeps_on_one_folder_and_kills_in_a_cell_and_in_the_tables_lose_not
     # 1. the first sweep is held inside cell 0, its third chunk written but not yet renamed
     first_marker, release = tmp_path / "first.marker", tmp_path / "release"
     first = start("evaluate.py", *args, "eval.batch_size=4", *pause_sweep_args(CHUNK, first_marker, 3, release))
-    wait_for(first_marker, first)
+    wait_for_file(first_marker, first)
 
     # 2. a second sweep on the same folder meanwhile: cell 0 is locked, so it does cell 1 only
     second = subprocess.run([sys.executable, "evaluate.py", *args, "eval.batch_size=6"], cwd=ROOT,
@@ -159,7 +147,7 @@ def test_two_sweeps_on_one_folder_and_kills_in_a_cell_and_in_the_tables_lose_not
     # 4. a rerun finishes cell 0 (cell 1 is done) and is SIGKILLed while writing the tables
     tables_marker = tmp_path / "tables.marker"
     third = start("evaluate.py", *args, "eval.batch_size=4", *pause_sweep_args(r"results\.md", tables_marker))
-    wait_for(tables_marker, third)
+    wait_for_file(tables_marker, third)
     kill(third)
     # never half-written: the old tables stand whole, the new ones are only a temp file
     assert (sweep / "results.md").read_text() == tables_before and list(sweep.glob(".results.md.*.tmp.md"))

@@ -16,7 +16,7 @@ from PIL import Image
 from ddim.training.callbacks import CheckpointOnInterrupt
 from ddim.training.train import train
 
-from ..helpers import ROOT, TINY_MODEL, TINY_TRAIN, tiny_train_config
+from ..helpers import ROOT, TINY_MODEL, TINY_TRAIN, tiny_train_config, wait_for_file
 
 
 @pytest.mark.slow
@@ -112,17 +112,6 @@ def train_popen(*overrides: str, env: dict[str, str] | None = None) -> subproces
     return subprocess.Popen([sys.executable, "train.py", *overrides], cwd=ROOT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def wait_for_file(path, process: subprocess.Popen, timeout: float = 400) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"train.py ended (rc {process.returncode}) before {path}:\n{process.communicate()[0][-3000:]}")
-        if time.monotonic() > deadline:
-            process.kill()
-            raise AssertionError(f"no {path} after {timeout} s")
-        time.sleep(0.1)
 
 
 def long_run(run_dir, *extra: str) -> list[str]:
