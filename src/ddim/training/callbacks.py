@@ -1,10 +1,12 @@
 """Callbacks: a sample grid from the EMA weights and a fixed x_T, so grids are comparable over training; a
-checkpoint when the run is stopped by SIGTERM or Ctrl+C, so the rerun continues where it stopped."""
+checkpoint when the run is stopped by SIGTERM or Ctrl+C, or SLURM's requeue signal, so the rerun continues where it
+stopped."""
 
 from __future__ import annotations
 
 import logging
 import shutil
+import signal
 from pathlib import Path
 
 import lightning as L
@@ -75,17 +77,48 @@ class CheckpointOnInterrupt(L.Callback):
     """Saves `path` when fit stops on SIGTERM (a scheduler's preemption or time limit, scancel, kill) or Ctrl+C.
     Lightning turns SIGTERM into an exception after the current optimizer step, so the state saved is whole; a
     rerun in the same run dir resumes from it (train() looks there). Other errors save nothing: a run that failed
-    is not a state to continue from."""
+    is not a state to continue from.
+
+    Under SLURM auto-requeue (trainer=ddp_multinode) Lightning saves hpc_ckpt_N.ckpt inside its SIGUSR1 handler,
+    which Python runs between any two bytecodes: after Adam's step but before the global step is counted, say, so
+    the file can hold an Adam step one ahead of global_step. Here that handler only raises a flag, and Lightning's
+    own save-and-requeue runs at the next step boundary."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self.stopped_at: int | None = None
+        self.saved_to: Path | None = None
+        self._requeue: tuple[int, object] | None = None  # (signal, Lightning's handler) while deferred
+        self._requeue_asked = False
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning registers its handlers when fit starts, before this hook
+        environment = trainer._accelerator_connector.cluster_environment
+        requeue_signal = getattr(environment, "requeue_signal", None)
+        if not getattr(environment, "auto_requeue", False) or requeue_signal is None:
+            return
+        handler = signal.getsignal(requeue_signal)
+        if callable(handler):
+            self._requeue = (requeue_signal, handler)
+            signal.signal(requeue_signal, self._ask_requeue)
+
+    def _ask_requeue(self, signum: int, frame: object) -> None:
+        self._requeue_asked = True
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        if self.stopped_at is not None:
+            return
         # Lightning checks the flag within an epoch only under DDP; on one process it waits for the epoch's end
         # (CelebA: 1,270 batches). Every rank decides together, so no rank waits alone in the save's barrier.
-        if self.stopped_at is None and trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
+        if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
             self.save(trainer)
+            trainer.should_stop = True
+        elif self._requeue is not None and trainer.strategy.reduce_boolean_decision(self._requeue_asked, all=False):
+            signum, lightning_handler = self._requeue
+            self.saved_to = Path(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
+            lightning_handler(signum, None)  # saves that hpc_ckpt_N.ckpt and calls `scontrol requeue`
+            self.stopped_at = trainer.global_step
+            rank_zero_info(f"requeued at step {trainer.global_step}: saved {self.saved_to}")
             trainer.should_stop = True
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
@@ -97,6 +130,6 @@ class CheckpointOnInterrupt(L.Callback):
 
     def save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.path)
-        self.stopped_at = trainer.global_step
+        self.stopped_at, self.saved_to = trainer.global_step, self.path
         rank_zero_info(f"interrupted at step {trainer.global_step}: saved {self.path}; "
                        "rerun with the same hydra.run.dir to continue")
