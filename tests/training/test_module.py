@@ -16,6 +16,22 @@ def test_warmup_is_linear_then_constant():
     assert warmup_lr_factor(0, 0) == 1.0
 
 
+def test_cosine_decay_falls_from_one_to_zero_after_the_warmup():
+    # warm-up 10, then cos over steps 10..110: the closed form 0.5 (1 + cos(π (s − 10) / 100))
+    factors = {s: warmup_lr_factor(s, 10, "cosine", 110) for s in (4, 10, 35, 60, 85, 110, 200)}
+    assert factors[4] == pytest.approx(0.5)
+    assert factors[10] == pytest.approx(1.0)
+    assert factors[35] == pytest.approx(0.5 * (1 + 2**-0.5))
+    assert factors[60] == pytest.approx(0.5)
+    assert factors[85] == pytest.approx(0.5 * (1 - 2**-0.5))
+    assert factors[110] == pytest.approx(0.0, abs=1e-12) and factors[200] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_lr_decay_is_checked_by_name():
+    with pytest.raises(ValueError, match="module.lr_decay='linear'; expected one of constant, cosine"):
+        DiffusionModule(model=TINY, schedule=LINEAR, lr_decay="linear")
+
+
 def test_antithetic_timesteps_come_in_mirrored_pairs():
     t = antithetic_timesteps(9, 1000, torch.device("cpu"), torch.Generator().manual_seed(0))
     assert t.shape == (9,) and t.dtype == torch.long and int(t.min()) >= 0 and int(t.max()) <= 999

@@ -246,3 +246,14 @@ def test_wandb_raising_at_start_leaves_the_run_and_its_csv_log(tmp_path, monkeyp
     result = train(tiny_train_config(tmp_path, "logger=wandb", "trainer.max_steps=2"))
     assert result["global_step"] == 2 and (tmp_path / "checkpoints" / "last.ckpt").is_file()
     assert "train/loss" in (tmp_path / "csv" / "metrics.csv").read_text()
+
+
+def test_cosine_lr_decay_ends_the_run_at_zero_and_needs_a_step_limit(tmp_path):
+    result = train(tiny_train_config(tmp_path / "run", "module.lr=1e-3", "module.lr_decay=cosine"))
+    ckpt = torch.load(result["checkpoint"], weights_only=True)
+    # warm-up 2, then cos over steps 2..4: the LR the scheduler left after step 3 is 1e-3 · 0.5 (1 + cos(π / 2))
+    assert ckpt["lr_schedulers"][0]["_last_lr"][0] == pytest.approx(0.0, abs=1e-12)
+    assert ckpt["lr_schedulers"][0]["last_epoch"] == 4
+    with pytest.raises(ValueError, match=r"module.lr_decay=cosine decays to 0 at trainer.max_steps, which is -1"):
+        train(tiny_train_config(tmp_path / "endless", "module.lr_decay=cosine", "trainer.max_steps=-1",
+                                "trainer.max_epochs=1"))

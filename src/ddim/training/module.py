@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -16,9 +17,18 @@ from ddim.models import UNet
 log = logging.getLogger(__name__)
 
 
-def warmup_lr_factor(step: int, warmup_steps: int) -> float:
-    """Linear warm-up from 0 to the full learning rate over `warmup_steps`, then constant (Ho et al.)."""
-    return 1.0 if warmup_steps <= 0 else min(1.0, (step + 1) / warmup_steps)
+LR_DECAYS = ("constant", "cosine")
+
+
+def warmup_lr_factor(step: int, warmup_steps: int, decay: str = "constant", total_steps: int | None = None) -> float:
+    """Linear warm-up from 0 to the full learning rate over `warmup_steps`, then constant (Ho et al.) or a cosine
+    down to 0 at `total_steps`: short runs end on a low LR, where the loss settles (see docs/demo_experiments.md)."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if decay == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def ema_decay_at(num_averaged: int, decay: float, warmup: bool = True) -> float:
@@ -62,6 +72,7 @@ class DiffusionModule(L.LightningModule):
         adam_betas: tuple[float, float] = (0.9, 0.999),
         weight_decay: float = 0.0,
         warmup_steps: int = 5000,
+        lr_decay: str = "constant",
         ema_decay: float = 0.9999,
         ema_warmup: bool = True,
         loss_weighting: str = "simple",
@@ -77,6 +88,8 @@ class DiffusionModule(L.LightningModule):
                 raise ValueError(f"module.{name}={value!r}; expected {expected}")
         if nonfinite_loss not in NONFINITE_LOSS:
             raise ValueError(f"module.nonfinite_loss={nonfinite_loss!r}; expected one of {', '.join(NONFINITE_LOSS)}")
+        if lr_decay not in LR_DECAYS:
+            raise ValueError(f"module.lr_decay={lr_decay!r}; expected one of {', '.join(LR_DECAYS)}")
         if loss_weighting not in LOSS_WEIGHTINGS:
             raise ValueError(f"loss_weighting={loss_weighting!r}; expected one of {', '.join(LOSS_WEIGHTINGS)}")
         if not 0.0 <= ema_decay < 1.0:
@@ -141,8 +154,13 @@ class DiffusionModule(L.LightningModule):
             self.model.parameters(), lr=self.hparams.lr, betas=tuple(self.hparams.adam_betas),
             weight_decay=self.hparams.weight_decay,
         )
-        warmup = self.hparams.warmup_steps
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_lr_factor(step, warmup))
+        warmup, decay = self.hparams.warmup_steps, self.hparams.get("lr_decay", "constant")
+        total = self.trainer.max_steps if self._trainer is not None else -1
+        if decay != "constant" and total < 1:
+            raise ValueError(f"module.lr_decay={decay} decays to 0 at trainer.max_steps, which is {total}; "
+                             f"set trainer.max_steps (or module.lr_decay=constant)")
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: warmup_lr_factor(step, warmup, decay, total))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     @property
