@@ -110,10 +110,14 @@ def test_different_timesteps_give_different_outputs():
     x = torch.randn(1, 1, 8, 8).expand(3, -1, -1, -1)
     with torch.no_grad():
         out = model(x, torch.tensor([0, 1, 900]))
-    assert not torch.allclose(out[0], out[1]) and not torch.allclose(out[1], out[2])
+    # a batch of 1 takes other conv/GEMM blockings than a batch of 3, so float32 sums run in another order: ~1e-6
+    # on outputs of size ~1 (measured 1.1e-6, over ~20 layers of reductions up to 9·128 long); 1e-5 holds that
+    # with room, and is still 2,000× below what one timestep apart changes (0.024)
+    tolerance = 1e-5
+    assert (out[0] - out[1]).abs().max() > 100 * tolerance and (out[1] - out[2]).abs().max() > 100 * tolerance
     with torch.no_grad():
         again = model(x[:1], torch.tensor([1]))
-    torch.testing.assert_close(again[0], out[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(again[0], out[1], rtol=tolerance, atol=tolerance)
 
 
 def test_attention_is_single_head_softmax_over_positions_scaled_by_c():
