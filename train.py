@@ -30,8 +30,8 @@ def main(cfg: DictConfig) -> None:
     except SIGTERMException:
         # stopped by the scheduler after saving last.ckpt: not a success, so `train && evaluate` does not go on
         sys.exit(SIGTERM_EXIT_CODE)
-    if result["stopped_by_sigterm"]:
-        # SIGTERM, or SLURM's requeue signal (the job is already requeued; this exit is its end in the queue)
+    if result["stopped_by"]:
+        # SIGTERM, Ctrl+C or SLURM's requeue signal (the job is already requeued; this exit is its end in the queue)
         print(f"stopped by {result['stopped_by']} at step {result['global_step']}; "
               f"continue with resume={result['checkpoint']} (or rerun with the same hydra.run.dir)", file=sys.stderr)
         sys.exit(SIGTERM_EXIT_CODE)

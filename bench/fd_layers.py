@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from ddim.diffusion import NoiseSchedule
+from ddim.evaluation.cell import image_shape
 from ddim.evaluation.features import DigitsClassifier, digits_arrays, load_digits_classifier
 from ddim.evaluation.generate import SamplerSettings, generate
 from ddim.evaluation.pixels import to_uint8
 from ddim.evaluation.stats import fid_from_stats
-from ddim.models.checkpoints import read_checkpoint
+from ddim.models.checkpoints import DEFAULT_SCHEDULE, read_checkpoint
 
 
 def layer_features(classifier: DigitsClassifier, images: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -44,16 +45,14 @@ def main() -> None:
     parser.add_argument("--num-samples", type=int, default=1000)
     args = parser.parse_args()
     loaded = read_checkpoint(args.ckpt)
-    model, schedule = loaded.model.eval(), loaded.schedule
-    if isinstance(schedule, dict):
-        schedule = NoiseSchedule.from_config(dict(schedule))
+    model, schedule = loaded.model.eval(), NoiseSchedule.from_config(loaded.schedule or DEFAULT_SCHEDULE)
     classifier = load_digits_classifier()
     reference = layer_features(classifier, digits_arrays("train")[0])
     print("| S | η | " + " | ".join(reference) + " |\n|---|---|" + "---|" * len(reference))
     for steps in args.steps:
         for eta in (0.0, 1.0):
             images = generate(model, schedule, SamplerSettings(steps, eta, args.skip), range(args.num_samples), 0,
-                              (1, 8, 8))
+                              image_shape(model))
             ours = layer_features(classifier, images)
             print(f"| {steps} | {eta:g} | " + " | ".join(f"{frechet(ours[k], reference[k]):.2f}" for k in reference)
                   + " |", flush=True)

@@ -87,7 +87,8 @@ class CheckpointOnInterrupt(L.Callback):
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self.stopped_at: int | None = None
-        self.saved_to: Path | None = None
+        self.saved_to: Path | None = None  # last.ckpt, or hpc_ckpt_N.ckpt when requeued
+        self.stopped_by: str | None = None
         self._requeue: tuple[int, object] | None = None  # (signal, Lightning's handler) while deferred
         self._requeue_asked = False
 
@@ -109,27 +110,33 @@ class CheckpointOnInterrupt(L.Callback):
         if self.stopped_at is not None:
             return
         # Lightning checks the flag within an epoch only under DDP; on one process it waits for the epoch's end
-        # (CelebA: 1,270 batches). Every rank decides together, so no rank waits alone in the save's barrier.
-        if trainer.strategy.reduce_boolean_decision(trainer.received_sigterm, all=False):
+        # (CelebA: 1,270 batches). Every rank decides together, so no rank waits alone in the save's barrier; one
+        # reduction per step, a second only on the step that stops
+        reduce = trainer.strategy.reduce_boolean_decision
+        if not reduce(trainer.received_sigterm or self._requeue_asked, all=False):
+            return
+        if reduce(trainer.received_sigterm, all=False):
             self.save(trainer)
-            trainer.should_stop = True
-        elif self._requeue is not None and trainer.strategy.reduce_boolean_decision(self._requeue_asked, all=False):
+        else:
             signum, lightning_handler = self._requeue
-            self.saved_to = Path(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
+            path = Path(trainer._checkpoint_connector.hpc_save_path(trainer.default_root_dir))
             lightning_handler(signum, None)  # saves that hpc_ckpt_N.ckpt and calls `scontrol requeue`
-            self.stopped_at = trainer.global_step
-            rank_zero_info(f"requeued at step {trainer.global_step}: saved {self.saved_to}")
-            trainer.should_stop = True
+            self._stopped(trainer, path, "SLURM's requeue signal")
+            rank_zero_info(f"requeued at step {trainer.global_step}: saved {path}")
+        trainer.should_stop = True
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         # a data-loader worker killed by the same SIGTERM can surface first, as a RuntimeError: the flag decides
         if not (trainer.received_sigterm or isinstance(exception, KeyboardInterrupt)):
             return
         if self.stopped_at != trainer.global_step:  # not saved already by on_train_batch_end
-            self.save(trainer)
+            self.save(trainer, "Ctrl+C" if isinstance(exception, KeyboardInterrupt) else "SIGTERM")
 
-    def save(self, trainer: L.Trainer) -> None:
+    def save(self, trainer: L.Trainer, reason: str = "SIGTERM") -> None:
         trainer.save_checkpoint(self.path)
-        self.stopped_at, self.saved_to = trainer.global_step, self.path
+        self._stopped(trainer, self.path, reason)
         rank_zero_info(f"interrupted at step {trainer.global_step}: saved {self.path}; "
                        "rerun with the same hydra.run.dir to continue")
+
+    def _stopped(self, trainer: L.Trainer, path: Path, reason: str) -> None:
+        self.stopped_at, self.saved_to, self.stopped_by = trainer.global_step, path, reason

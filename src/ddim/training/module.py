@@ -155,7 +155,7 @@ class DiffusionModule(L.LightningModule):
             weight_decay=self.hparams.weight_decay,
         )
         warmup, decay = self.hparams.warmup_steps, self.hparams.get("lr_decay", "constant")
-        total = self.trainer.max_steps if self._trainer is not None else -1
+        total = self.trainer.max_steps
         if decay != "constant" and total < 1:
             raise ValueError(f"module.lr_decay={decay} decays to 0 at trainer.max_steps, which is {total}; "
                              f"set trainer.max_steps (or module.lr_decay=constant)")

@@ -135,12 +135,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "samples": str(output_dir / "samples" / "last.png"),
         "global_step": trainer.global_step,
         "loss": float(loss) if loss is not None else None,
-        "stopped_by_sigterm": interrupt is not None and interrupt.stopped_at is not None,
+        "stopped_by": interrupt.stopped_by if interrupt is not None else None,  # SIGTERM, Ctrl+C, requeue
     }
-    if result["stopped_by_sigterm"]:  # the state to continue from: last.ckpt, or hpc_ckpt_N.ckpt when requeued
+    if result["stopped_by"]:  # the state to continue from: last.ckpt, or hpc_ckpt_N.ckpt when requeued
         result["checkpoint"] = str(interrupt.saved_to)
-        result["stopped_by"] = "SIGTERM" if interrupt.saved_to == interrupt.path else "SLURM's requeue signal"
-    if trainer.is_global_zero and not result["stopped_by_sigterm"]:
+    if trainer.is_global_zero and not result["stopped_by"]:
         log.info("checkpoint: %s", result["checkpoint"])
         log.info("sample grid: %s", result["samples"])
     return result
