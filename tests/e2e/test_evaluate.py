@@ -89,14 +89,14 @@ def test_two_by_two_sweep_end_to_end(checkpoint, tmp_path):
     cells = [json.loads(p.read_text()) for p in sorted(sweep.glob("*/metrics.json"))]
     assert len(cells) == 4 and all(c["status"] == "ok" for c in cells)
     assert {(c["steps"], c["eta"]) for c in cells} == {(2, 0), (4, 0), (2, 1), (4, 1)}
-    assert all(c["metric"] == "fd_digits" and c["value"] > 0 for c in cells)
+    assert all(c["metric"] == "fd_digits_conv" and c["value"] > 0 for c in cells)  # fid.extractor=auto on digits
     assert all((c["recon_mse"] is not None) == (c["eta"] == 0) for c in cells)
     assert all(c["nfe"] == c["steps"] for c in cells)
 
     with open(sweep / "results.csv") as f:
         assert len(list(csv.DictReader(f))) == 4
     table = (sweep / "results.md").read_text()
-    assert "fd_digits" in table and "| 2 " in table and "| 4 " in table
+    assert "fd_digits_conv" in table and "| 2 " in table and "| 4 " in table
     for name in ["fid_vs_steps.png", "consistency.png", "interpolation.png", "interpolation_real.png"]:
         assert (sweep / name).stat().st_size > 0, name
     # W&B offline runs: one per cell plus the sweep's summary

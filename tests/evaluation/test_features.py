@@ -17,6 +17,7 @@ from ddim.data import digits_split_indices
 from ddim.data.datasets import TensorImages
 from ddim.evaluation.features import (
     DIGITS,
+    DIGITS_CONV,
     INCEPTION,
     build_feature_extractor,
     digits_accuracy,
@@ -70,6 +71,38 @@ def test_digits_classifier_is_cached_accurate_and_registered(digits_extractor):
     assert metric_name(DIGITS) == "fd_digits" and metric_name(INCEPTION) == "fid"
 
 
+def test_conv_extractor_is_the_second_conv_block_of_the_same_weights(digits_extractor):
+    conv = build_feature_extractor(DIGITS_CONV, None, "cpu")
+    assert conv.cache_tag == digits_extractor.cache_tag  # same weights; the extractor name keys the statistics
+    assert metric_name(DIGITS_CONV) == "fd_digits_conv"
+    assert torch_fidelity.registry.FEATURE_EXTRACTORS_REGISTRY[DIGITS_CONV] is type(conv)
+    images = to_uint8(digits_arrays("test")[0][:32])
+    # independently: the classifier's first five layers written out as functional ops on its own weights
+    c1, c2 = conv.classifier.body[0], conv.classifier.body[2]
+    x = images.float() / 127.5 - 1
+    h = torch.nn.functional.relu(torch.nn.functional.conv2d(x, c1.weight, c1.bias, padding=1))
+    h = torch.nn.functional.relu(torch.nn.functional.conv2d(h, c2.weight, c2.bias, padding=1))
+    expected = torch.nn.functional.max_pool2d(h, 2).reshape(32, 64 * 4 * 4)
+    got = extract_features(conv, images)
+    assert got.shape == (32, 1024)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    # the 64-d extractor is unchanged by the second layer's existence
+    torch.testing.assert_close(extract_features(digits_extractor, images),
+                               conv.classifier.features(x), rtol=0, atol=0)
+
+
+def test_conv_fd_rises_with_pixel_noise(digits_extractor):
+    """What fd_digits_conv is for: grain that a sampler leaves in the pixels raises it."""
+    conv = build_feature_extractor(DIGITS_CONV, None, "cpu")
+    train, _ = digits_arrays("train")
+    test, _ = digits_arrays("test")
+    reference = stats_of(conv, train)
+    noise = torch.randn(test.shape, generator=torch.Generator().manual_seed(0))
+    fd = [fid_from_stats(reference.mu, reference.sigma, s.mu, s.sigma)
+          for s in (stats_of(conv, (test + sigma * noise).clamp(-1, 1)) for sigma in (0.0, 0.2, 0.4))]
+    assert fd[0] * 1.1 < fd[1] < fd[2]  # measured: 20.9, 25.6, 43.3
+
+
 def test_digits_fd_separates_real_digits_from_noise(digits_extractor):
     train, _ = digits_arrays("train")
     test, _ = digits_arrays("test")
@@ -82,13 +115,15 @@ def test_digits_fd_separates_real_digits_from_noise(digits_extractor):
     assert real < half < random and random > 10 * real
 
 
-def test_torch_fidelity_computes_the_same_fd_with_our_extractor(digits_extractor):
+@pytest.mark.parametrize("name", [DIGITS, DIGITS_CONV])
+def test_torch_fidelity_computes_the_same_fd_with_our_extractor(name):
     """Registration works end to end: the library's own pipeline on uint8 tensors equals our streamed path."""
+    digits_extractor = build_feature_extractor(name, None, "cpu")
     train, _ = digits_arrays("train")
     test, _ = digits_arrays("test")
     a, b = to_uint8(train[:300]), to_uint8(test[:200])
     metrics = torch_fidelity.calculate_metrics(
-        input1=TensorImages(a), input2=TensorImages(b), feature_extractor=DIGITS, fid=True, kid=True,
+        input1=TensorImages(a), input2=TensorImages(b), feature_extractor=name, fid=True, kid=True,
         kid_subsets=3, kid_subset_size=100, cuda=False, cache=False, verbose=False, save_cpu_ram=True, batch_size=128,
     )
     ours_a, ours_b = stats_of(digits_extractor, train[:300]), stats_of(digits_extractor, test[:200])

@@ -5,9 +5,11 @@ task.py, sweep.py) pull in Lightning, Hydra and the data modules, so they are im
 
 from .features import (
     DIGITS,
+    DIGITS_CONV,
     INCEPTION,
     DigitsClassifier,
     FeatureExtractorDigits,
+    FeatureExtractorDigitsConv,
     build_feature_extractor,
     default_cache_dir,
     digits_accuracy,
@@ -29,7 +31,8 @@ from .results import load_cells, pivot_table
 from .tables import format_table, write_results
 
 __all__ = [
-    "DIGITS", "INCEPTION", "DigitsClassifier", "FeatureExtractorDigits", "FeatureStats", "build_feature_extractor",
+    "DIGITS", "DIGITS_CONV", "INCEPTION", "DigitsClassifier", "FeatureExtractorDigits", "FeatureExtractorDigitsConv",
+    "FeatureStats", "build_feature_extractor",
     "consistency_grid", "consistency_grid_from_columns", "default_cache_dir", "digits_accuracy", "digits_arrays",
     "extract_features", "fid_from_stats", "format_table", "interpolation_grid",
     "kid_from_features", "load_cells", "load_digits_classifier", "metric_name", "pivot_table", "reference_stats",

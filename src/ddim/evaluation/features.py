@@ -26,13 +26,17 @@ log = logging.getLogger(__name__)
 
 INCEPTION = "inception-v3-compat"  # torch-fidelity's own registered name for its TF-compatible InceptionV3
 DIGITS = "digits-classifier"
+# The same classifier's second conv block (64 × 4 × 4): it still sees local structure, so η = 1's leftover pixel
+# noise at few steps shows in it, while the 64-d penultimate layer, trained to name the digit, is nearly blind to it
+# (docs/demo_experiments.md). The role Inception's pool3 plays for FID; the default for the digits data set.
+DIGITS_CONV = "digits-classifier-conv"
 # Bump when the architecture, training recipe or split changes: it is part of the weights' and statistics' cache keys.
 DIGITS_VERSION = "v1"
 DIGITS_NUM_IMAGES = 1797
 DIGITS_SEED = 0
-METRIC_NAMES = {INCEPTION: "fid", DIGITS: "fd_digits"}
+METRIC_NAMES = {INCEPTION: "fid", DIGITS: "fd_digits", DIGITS_CONV: "fd_digits_conv"}
 # Channels each extractor's forward expects; gray images are repeated to 3 channels for Inception.
-INPUT_CHANNELS = {INCEPTION: 3, DIGITS: 1}
+INPUT_CHANNELS = {INCEPTION: 3, DIGITS: 1, DIGITS_CONV: 1}
 
 
 def default_cache_dir() -> Path:
@@ -60,7 +64,8 @@ def digits_arrays(split: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class DigitsClassifier(nn.Module):
-    """A small CNN for 8×8 gray digits; `features` gives the 64-d penultimate activations Fréchet distances use."""
+    """A small CNN for 8×8 gray digits; `features` gives the 64-d penultimate activations, `conv_features` the
+    1,024 activations after the second conv block (64 channels at 4×4)."""
 
     feature_dim = 64
 
@@ -81,6 +86,9 @@ class DigitsClassifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
+
+    def conv_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body[:5](x).flatten(1)  # conv, ReLU, conv, ReLU, max-pool
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
@@ -148,7 +156,8 @@ def digits_accuracy(model: DigitsClassifier, split: str = "test") -> float:
 
 
 class FeatureExtractorDigits(FeatureExtractorBase):
-    """torch-fidelity wrapper of DigitsClassifier: uint8 [B, 1, 8, 8] in, ("64",) or ("logits",) features out."""
+    """torch-fidelity wrapper of DigitsClassifier: uint8 [B, 1, 8, 8] in, features "64" (penultimate), "1024"
+    (second conv block) or "logits" out. As `digits-classifier` its FD layer is "64" (fd_digits)."""
 
     def __init__(
         self,
@@ -176,13 +185,18 @@ class FeatureExtractorDigits(FeatureExtractorBase):
         if x.shape[-2:] != (8, 8):
             # other resolutions are resized to what the classifier knows; 8×8 (the data set) passes untouched
             x = F.interpolate(x.float(), size=(8, 8), mode="area").round().clamp(0, 255).to(torch.uint8)
-        features = self.classifier.features(DigitsClassifier.preprocess(x))
-        out = {"64": features, "logits": self.classifier.head(features)}
+        x = DigitsClassifier.preprocess(x)
+        out = {}
+        if "1024" in self.features_list:
+            out["1024"] = self.classifier.conv_features(x)
+        if {"64", "logits"} & set(self.features_list):
+            out["64"] = self.classifier.features(x)
+            out["logits"] = self.classifier.head(out["64"])
         return tuple(out[name].to(torch.float32) for name in self.features_list)
 
     @staticmethod
     def get_provided_features_list() -> tuple[str, ...]:
-        return "64", "logits"
+        return "64", "1024", "logits"
 
     @staticmethod
     def get_default_feature_layer_for_metric(metric: str) -> str:
@@ -197,8 +211,18 @@ class FeatureExtractorDigits(FeatureExtractorBase):
         return (torch.rand([1, 1, 8, 8]) * 255).to(torch.uint8)
 
 
-if DIGITS not in FEATURE_EXTRACTORS_REGISTRY:  # re-imports (reloads, spawned workers) must not register twice
-    register_feature_extractor(DIGITS, FeatureExtractorDigits)
+class FeatureExtractorDigitsConv(FeatureExtractorDigits):
+    """`digits-classifier-conv`: the same classifier and weights, Fréchet distance on the second conv block
+    ("1024", fd_digits_conv)."""
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return {"isc": "logits", "fid": "1024", "kid": "1024", "prc": "1024"}[metric]
+
+
+for _name, _cls in ((DIGITS, FeatureExtractorDigits), (DIGITS_CONV, FeatureExtractorDigitsConv)):
+    if _name not in FEATURE_EXTRACTORS_REGISTRY:  # re-imports (reloads, spawned workers) must not register twice
+        register_feature_extractor(_name, _cls)
 
 
 def _inception_error(what: str) -> RuntimeError:

@@ -13,6 +13,7 @@ from ddim.data import DATASET_INFO, check_available
 from ddim.models import check_torch_file, read_checkpoint, read_hyper_parameters, resolve_pretrained
 
 from .cell import CellBusy, evaluate, write_failure
+from .features import DIGITS_CONV, INCEPTION
 from .generate import SamplerSettings
 from .plan import CellPlan
 
@@ -64,7 +65,7 @@ def plan_from_config(cfg: DictConfig, out_dir: str) -> CellPlan:
     check_available(dataset["name"], dataset.get("root"))  # a missing data set is found before any weights load
     extractor = cfg.fid.extractor
     if extractor == "auto":
-        extractor = "digits-classifier" if dataset["name"] == "digits" else "inception-v3-compat"
+        extractor = DIGITS_CONV if dataset["name"] == "digits" else INCEPTION
     recon = int(cfg.eval.recon_samples)
     if (cfg.eval.recon_only_eta0 and settings.eta != 0) or not settings.can_encode:
         recon = 0
