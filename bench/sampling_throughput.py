@@ -32,9 +32,13 @@ CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
 TABLE1 = {"cifar10": ([10, 20, 50, 100, 1000], 5, "quad", 50_000), "celeba": ([10, 20, 50, 100, 1000], 5, "uniform", 50_000)}
 # dense bf16 tensor-core peak, TFLOP/s (vendor data sheets, SXM parts)
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0, "RTX 4090": 165.0}
-MODES = {  # name: (bf16, channels_last, compile)
-    "fp32": (False, False, False), "bf16": (True, False, False), "bf16+channels_last": (True, True, False),
-    "compile": (False, False, True), "bf16+compile": (True, False, True), "bf16+channels_last+compile": (True, True, True),
+MODES = {  # name: (bf16, channels_last, compile, cuda_graphs)
+    "fp32": (False, False, False, False), "bf16": (True, False, False, False),
+    "bf16+channels_last": (True, True, False, False), "compile": (False, False, True, False),
+    "bf16+compile": (True, False, True, False), "bf16+channels_last+compile": (True, True, True, False),
+    # CUDA graphs: diffusers' pipeline has no such option, so its column stays eager (same precision and layout)
+    "bf16+cuda_graphs": (True, False, False, True), "bf16+channels_last+cuda_graphs": (True, True, False, True),
+    "bf16+channels_last+compile+cuda_graphs": (True, True, True, True),
 }
 
 
@@ -119,6 +123,8 @@ def main() -> None:
     models = (args.models or ("cifar10,celeba" if full else "cifar10")).split(",")
     batches = [int(b) for b in (args.batches or ("1,2,4,8,16,32,64,128,256" if full else "1,8")).split(",")]
     modes = (args.modes or (",".join(MODES) if full else "fp32,bf16,bf16+channels_last")).split(",")
+    if unknown := [m for m in modes if m not in MODES]:
+        parser.error(f"--modes {','.join(unknown)}: expected some of {', '.join(MODES)}")
     steps = args.steps or (10 if full else 2)
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
@@ -137,10 +143,13 @@ def main() -> None:
         print("|---|---|---|---|---|---|" + ("---|" if peak else ""))
         best_nfe_per_s = 0.0
         for mode in modes:
-            bf16, channels_last, compile_ = MODES[mode]
+            bf16, channels_last, compile_, graphs = MODES[mode]
+            if graphs and device.type != "cuda":
+                continue
             if compile_:
                 torch._dynamo.reset()
-            net = fast_model(copy.deepcopy(ours), device, compile=compile_, channels_last=channels_last, bf16=bf16)
+            net = fast_model(copy.deepcopy(ours), device, compile=compile_, channels_last=channels_last, bf16=bf16,
+                             cuda_graphs=graphs)
             unet = copy.deepcopy(theirs)
             if channels_last:
                 unet = unet.to(memory_format=torch.channels_last)

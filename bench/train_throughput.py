@@ -42,6 +42,12 @@ class StepTimer(L.Callback):
         self.step: list[float] = []
         self.batch_sizes: list[int] = []
         self._end = self._start = None
+        self.device = "CPU"
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        # after fit() Lightning moves the module back to the CPU, so the device is read while training
+        if pl_module.device.type == "cuda":
+            self.device = torch.cuda.get_device_name(pl_module.device)
 
     def _sync(self, module: L.LightningModule) -> None:
         if module.device.type == "cuda":
@@ -102,8 +108,7 @@ def main() -> None:
     data, step = timer.data[args.warmup:], timer.step[args.warmup + 1:]  # data[k] precedes step[k + 1]
     batch = statistics.median(timer.batch_sizes)
     per_step = statistics.median(step) + statistics.median(data)
-    device = (torch.cuda.get_device_name() if module.device.type == "cuda"
-              else f"CPU, {torch.get_num_threads()} threads")
+    device = timer.device if timer.device != "CPU" else f"CPU, {torch.get_num_threads()} threads"
     source = "synthetic data" if args.synthetic else cfg.dataset.name
     print(f"device: {device}; {' '.join(overrides)}; {source}; precision {cfg.trainer.precision}; compile {args.compile}; "
           f"torch {torch.__version__}")
