@@ -64,6 +64,26 @@ def test_image_i_gets_the_same_noise_in_any_batch_and_order():
     assert torch.equal(other(x), big.step_noise(1)[[6, 2, 5]])
 
 
+def test_drawing_steps_in_blocks_gives_the_same_numbers_in_fewer_passes(monkeypatch):
+    import ddim.utils.noise as noise_module
+
+    shape, indices, steps = (3, 5, 7), [4, 0, 9], 7
+    numel = 105
+    one_by_one = [counter_normals(11, torch.tensor(indices), k + 1, numel).reshape(3, *shape) for k in range(steps)]
+    passes = []
+    real = noise_module.philox4x32
+    monkeypatch.setattr(noise_module, "philox4x32", lambda *a, **kw: passes.append(1) or real(*a, **kw))
+    for block_elements, expected_passes in ((1, 7), (3 * numel * 3, 3), (2**22, 1)):  # 1, 3 and all 7 steps a pass
+        passes.clear()
+        noise = CounterNoise(11, indices, shape, steps=steps, block_elements=block_elements)
+        for k in range(steps):
+            assert torch.equal(noise.step_noise(k), one_by_one[k]), (block_elements, k)
+        assert len(passes) == expected_passes
+        assert torch.equal(noise.step_noise(1), one_by_one[1])  # going back redraws, the same numbers
+        assert noise.step_noise(2, torch.float64).dtype == torch.float64
+    torch.testing.assert_close(noise.step_noise(2, torch.float64), one_by_one[2].double(), rtol=0, atol=1e-6)
+
+
 def test_step_noise_is_keyed_by_the_step_and_stops_at_the_trajectory_length():
     noise = CounterNoise(0, range(2), (4,), steps=2)
     x_T, z0, z1 = noise.latents(), noise(torch.zeros(2, 4)), noise(torch.zeros(2, 4))

@@ -73,30 +73,40 @@ def _uniform_(words: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return torch.add(words.bitwise_right_shift_(8), 0.5, out=out).mul_(2.0**-24)
 
 
-def counter_normals(seed: int, indices: torch.Tensor, stream: int | torch.Tensor, numel: int,
-                    dtype: torch.dtype = torch.float32, workspace: list[torch.Tensor] | None = None) -> torch.Tensor:
+def counter_normals(seed: int, indices: torch.Tensor, stream: int, numel: int, dtype: torch.dtype = torch.float32,
+                    workspace: list[torch.Tensor] | None = None) -> torch.Tensor:
     """[len(indices), numel] N(0, 1) values; row r depends only on (seed, indices[r], stream, numel). Philox call j
     (j < blocks = ⌈numel / 4⌉) gives words w0..w3, and Box–Muller makes two normals of each pair, written to
     elements j, blocks + j (from w0, w1) and 2·blocks + j, 3·blocks + j (from w2, w3): contiguous writes. The 24-bit
     uniforms truncate the tails at √(2 ln 2²⁵) ≈ 5.9 σ (probability 4·10⁻⁹ beyond)."""
+    return counter_normals_streams(seed, indices, [stream], numel, dtype, workspace)[0]
+
+
+def counter_normals_streams(seed: int, indices: torch.Tensor, streams: Sequence[int], numel: int,
+                            dtype: torch.dtype = torch.float32,
+                            workspace: list[torch.Tensor] | None = None) -> torch.Tensor:
+    """[len(streams), len(indices), numel]: `counter_normals` of several streams in one pass, the same numbers. One
+    pass is ~200 tensor ops whatever its size, so drawing a block of steps at once divides the ops per step (on a GPU,
+    kernel launches, which bound a step at small batches) by the block's length."""
     indices = indices.to(torch.int64)
     blocks = (numel + 3) // 4
     device = indices.device
-    element = torch.arange(blocks, device=device, dtype=torch.int64)[None, :]
-    image = indices[:, None]
+    element = torch.arange(blocks, device=device, dtype=torch.int64)[None, None, :]
+    image = indices[None, :, None]
+    stream = torch.as_tensor(list(streams), dtype=torch.int64).to(device)[:, None, None]
     seed = int(seed)
     words = philox4x32((element, image.bitwise_and(MASK32), stream, image.bitwise_right_shift(32)),
                        (seed & MASK32, (seed >> 32) & MASK32), workspace=workspace)
     work = torch.float64 if dtype == torch.float64 else torch.float32
-    out = torch.empty((len(indices), 4, blocks), dtype=work, device=device)
+    out = torch.empty((len(stream), len(indices), 4, blocks), dtype=work, device=device)
     for pair in (0, 1):
-        radius = _uniform_(words[2 * pair], out[:, 2 * pair]).log_().mul_(-2.0).sqrt_()
-        angle = _uniform_(words[2 * pair + 1], out[:, 2 * pair + 1]).mul_(2.0 * math.pi)
+        radius = _uniform_(words[2 * pair], out[:, :, 2 * pair]).log_().mul_(-2.0).sqrt_()
+        angle = _uniform_(words[2 * pair + 1], out[:, :, 2 * pair + 1]).mul_(2.0 * math.pi)
         sine = torch.sin(angle)
         torch.cos(angle, out=angle).mul_(radius)
         radius.mul_(sine)
         # radius·sin θ lies in slot 2·pair and radius·cos θ in 2·pair + 1: the pair's two normals, in a fixed order
-    return out.reshape(len(indices), blocks * 4)[:, :numel].to(dtype)
+    return out.reshape(len(stream), len(indices), blocks * 4)[..., :numel].to(dtype)
 
 
 class CounterNoise:
@@ -104,10 +114,16 @@ class CounterNoise:
 
     `latents()` is stream 0; the k-th call of the object (k = 0, 1, …, as `sample()` asks for step noise) is
     stream k + 1, so step k's noise is keyed by k and never by the batch. `steps`, when given, is the number of
-    steps of the trajectory: asking for more step noise than that is an error, not a silent new stream."""
+    steps of the trajectory: asking for more step noise than that is an error, not a silent new stream.
+
+    Step noise is drawn up to `block_elements` values at a time (as many whole steps as fit, at least one): the same
+    numbers as one step at a time, with a fraction of the tensor ops per step. The default: 2²² on CUDA, where each
+    op is a kernel launch and a small batch's step is launch-bound; 2¹⁶ elsewhere, where a larger block falls out of
+    the CPU's caches (measured: 3.4× less host time per step at batch 1, and 37 % more at batch 256 with 2²²)."""
 
     def __init__(self, seed: int, indices: Sequence[int] | torch.Tensor, shape: Sequence[int],
-                 device: torch.device | str = "cpu", steps: int | None = None) -> None:
+                 device: torch.device | str = "cpu", steps: int | None = None,
+                 block_elements: int | None = None) -> None:
         self.seed = int(seed)
         self.device = torch.device(device)
         self.indices = torch.as_tensor(list(indices) if not isinstance(indices, torch.Tensor) else indices,
@@ -117,7 +133,10 @@ class CounterNoise:
         self.shape = tuple(int(s) for s in shape)
         self.steps = steps
         self.calls = 0
+        self.block_elements = int(block_elements or (2**22 if self.device.type == "cuda" else 2**16))
         self._workspace: list[torch.Tensor] = []
+        self._block: torch.Tensor | None = None  # [steps in the block, batch, numel]
+        self._block_start = 0
 
     def draw(self, stream: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         numel = math.prod(self.shape)
@@ -131,7 +150,17 @@ class CounterNoise:
         """z of the k-th step (0-based, counted from x_T along the trajectory)."""
         if self.steps is not None and not 0 <= k < self.steps:
             raise ValueError(f"CounterNoise: step {k} is outside the trajectory's {self.steps} steps")
-        return self.draw(k + 1, dtype)
+        work = torch.float64 if dtype == torch.float64 else torch.float32
+        if (self._block is None or self._block.dtype != work
+                or not self._block_start <= k < self._block_start + len(self._block)):
+            numel = math.prod(self.shape)
+            length = max(1, self.block_elements // max(1, len(self.indices) * numel))
+            if self.steps is not None:
+                length = min(length, self.steps - k)
+            streams = range(k + 1, k + 1 + length)
+            self._block = counter_normals_streams(self.seed, self.indices, streams, numel, work, self._workspace)
+            self._block_start = k
+        return self._block[k - self._block_start].reshape(-1, *self.shape).to(dtype)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[0] != len(self.indices) or tuple(x.shape[1:]) != self.shape:
