@@ -1,9 +1,9 @@
 """Fréchet distances of one checkpoint's η = 0 and η = 1 samples in every layer of the digits classifier (issue 7):
 the pixels, the two conv blocks and the 64-d penultimate layer that `fd_digits` uses.
 
-    python bench/fd_layers.py CKPT [--skip uniform] [--steps 10 20 100] [--num-samples 1000]
+    python bench/fd_layers.py CKPT [--skip uniform] [--steps 10 20 100] [--num-samples 1000] [--seeds 0 1 2]
 
-Same x_T per image index as `evaluate.py` (seed 0), the 1,437 training digits as reference, the images through
+Same x_T per image index as `evaluate.py` (seed 0 unless --seeds), the 1,437 training digits as reference, the images through
 the uint8 boundary as the metric sees them. The `pen64` column reproduces `fd_digits` from results.md.
 """
 
@@ -43,19 +43,21 @@ def main() -> None:
     parser.add_argument("--skip", default="uniform")
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20, 100])
     parser.add_argument("--num-samples", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one row per seed: the seed-to-seed spread")
     args = parser.parse_args()
     loaded = read_checkpoint(args.ckpt)
     model, schedule = loaded.model.eval(), NoiseSchedule.from_config(loaded.schedule or DEFAULT_SCHEDULE)
     classifier = load_digits_classifier()
     reference = layer_features(classifier, digits_arrays("train")[0])
-    print("| S | η | " + " | ".join(reference) + " |\n|---|---|" + "---|" * len(reference))
+    print("| S | η | seed | " + " | ".join(reference) + " |\n|---|---|---|" + "---|" * len(reference))
     for steps in args.steps:
         for eta in (0.0, 1.0):
-            images = generate(model, schedule, SamplerSettings(steps, eta, args.skip), range(args.num_samples), 0,
-                              image_shape(model))
-            ours = layer_features(classifier, images)
-            print(f"| {steps} | {eta:g} | " + " | ".join(f"{frechet(ours[k], reference[k]):.2f}" for k in reference)
-                  + " |", flush=True)
+            for seed in args.seeds:
+                images = generate(model, schedule, SamplerSettings(steps, eta, args.skip), range(args.num_samples),
+                                  seed, image_shape(model))
+                ours = layer_features(classifier, images)
+                print(f"| {steps} | {eta:g} | {seed} | "
+                      + " | ".join(f"{frechet(ours[k], reference[k]):.2f}" for k in reference) + " |", flush=True)
 
 
 if __name__ == "__main__":
