@@ -88,16 +88,15 @@ class AttnBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, height, width = x.shape
-        h = self.norm(x)
-
-        def tokens(t: torch.Tensor) -> torch.Tensor:
-            # [B, C, H, W] -> [B, 1 head, H·W, C]
-            return t.reshape(b, 1, c, height * width).transpose(2, 3)
-
-        # SDPA's default scale is 1/sqrt(last dim) = C^−1/2, the reference's scaling
-        out = F.scaled_dot_product_attention(tokens(self.q(h)), tokens(self.k(h)), tokens(self.v(h)))
-        out = out.transpose(2, 3).reshape(b, c, height, width)
-        return x + self.proj_out(out)
+        # tokens [B, H·W, C] with the channels contiguous (free for channels_last input): the 1x1 convolutions become
+        # plain matrix products, and SDPA gets the layout its fused kernels need. With the channel axis strided,
+        # CPU SDPA fell back to explicit bmm + softmax.
+        h = self.norm(x).flatten(2).transpose(1, 2).contiguous()
+        q, k, v = (F.linear(h, conv.weight.flatten(1), conv.bias)[:, None] for conv in (self.q, self.k, self.v))
+        # SDPA's default scale is 1/sqrt(last dim) = C^−1/2, the reference's scaling; one head
+        out = F.scaled_dot_product_attention(q, k, v)[:, 0]
+        out = F.linear(out, self.proj_out.weight.flatten(1), self.proj_out.bias)
+        return x + out.transpose(1, 2).reshape(b, c, height, width)
 
 
 class Downsample(nn.Module):
