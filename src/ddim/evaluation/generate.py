@@ -121,7 +121,8 @@ class CudaGraphed:
 def cast_matmul_weights_to_bf16(model: torch.nn.Module) -> torch.nn.Module:
     """Conv and linear weights stored in bf16, for a network run under bf16 autocast: autocast casts them to bf16
     anyway, but without autograd it caches nothing and re-casts every weight on every call (a fifth of a CPU bf16
-    forward). Norms stay fp32, as autocast runs them. Same numbers as plain autocast, bit for bit."""
+    forward). Norm parameters stay fp32 (C values each; the U-Net's GroupNorm handles them). Same numbers as plain
+    autocast, bit for bit."""
     for module in model.modules():
         if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
             module.to(torch.bfloat16)
