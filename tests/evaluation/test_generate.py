@@ -64,6 +64,20 @@ def test_bf16_weights_give_plain_autocast_images_bit_for_bit(model):
     assert torch.equal(images(fast(model, "cpu", bf16=True), bf16=True), images(model, bf16=True))
 
 
+def test_bf16_norm_weights_where_group_norm_runs_in_bf16_change_nothing(model, monkeypatch):
+    # where the U-Net's GroupNorm takes its bf16 path (CUDA; here the CPU stands in), γ and β are stored in bf16
+    # once instead of cast on every call: the same images, bit for bit
+    monkeypatch.setattr("ddim.models.norm.AUTOCAST_FP32_GROUP_NORM", {"cuda", "cpu"})
+    net = fast(model, "cpu", bf16=True)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert norms and all(m.weight.dtype == m.bias.dtype == torch.bfloat16 for m in norms)
+    assert torch.equal(images(net, bf16=True), images(model, bf16=True))
+    monkeypatch.undo()
+    # on the CPU autocast's own kernel takes fp32 γ and β, so they stay fp32 there
+    norms = [m for m in fast(model, "cpu", bf16=True).modules() if isinstance(m, torch.nn.GroupNorm)]
+    assert all(m.weight.dtype == torch.float32 for m in norms)
+
+
 @pytest.mark.slow
 def test_compile_matches_fp32_eager(model, reference):
     torch._dynamo.reset()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ddim.diffusion import METHODS, SAMPLERS, NoiseSchedule, SKIP_TYPES, check_steps, nfe, sample
+from ddim.models.norm import GroupNorm, group_norm_runs_in_bf16
 from ddim.utils.noise import CounterNoise
 
 log = logging.getLogger(__name__)
@@ -118,13 +119,15 @@ class CudaGraphed:
         return static_out.clone()  # the next replay overwrites static_out
 
 
-def cast_matmul_weights_to_bf16(model: torch.nn.Module) -> torch.nn.Module:
-    """Conv and linear weights stored in bf16, for a network run under bf16 autocast: autocast casts them to bf16
+def cast_weights_to_bf16(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Weights stored in bf16, for a network run under bf16 autocast: autocast casts conv and linear weights to bf16
     anyway, but without autograd it caches nothing and re-casts every weight on every call (a fifth of a CPU bf16
-    forward). Norm parameters stay fp32 (C values each; the U-Net's GroupNorm handles them). Same numbers as plain
-    autocast, bit for bit."""
+    forward). GroupNorm's γ and β too where the U-Net's GroupNorm runs in bf16 and would cast them every call
+    (CUDA: two launches per norm); on the CPU autocast's kernel takes them in fp32. Same numbers as plain autocast,
+    bit for bit."""
+    norms_too = group_norm_runs_in_bf16(device.type)
     for module in model.modules():
-        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)):
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.Linear)) or (norms_too and isinstance(module, GroupNorm)):
             module.to(torch.bfloat16)
     return model
 
@@ -132,13 +135,13 @@ def cast_matmul_weights_to_bf16(model: torch.nn.Module) -> torch.nn.Module:
 def fast_model(model: torch.nn.Module, device: torch.device | str, compile: bool = False, channels_last: bool = False,
                cuda_graphs: bool = False, bf16: bool = False) -> EpsCallable:
     """The network with the speed options of `eval` applied (in place: `model` itself is converted); none changes the
-    math, only rounding (tests bound it). `bf16` stores the conv and linear weights in bf16 for use under bf16
+    math, only rounding (tests bound it). `bf16` stores the weights in bf16 for use under bf16
     autocast (`generate(..., bf16=True)`), which then stops re-casting them every step. CUDA graphs exist only on
     CUDA: elsewhere `cuda_graphs` is ignored with one log line, so one config serves a CPU smoke run and a GPU
     sweep. With `compile` too, CUDA graphs come from torch.compile's "reduce-overhead"."""
     device = torch.device(device)
     if bf16:
-        cast_matmul_weights_to_bf16(model)
+        cast_weights_to_bf16(model, device)
     net: EpsCallable = ChannelsLast(model) if channels_last else model
     graphs = cuda_graphs and device.type == "cuda"
     if cuda_graphs and not graphs:

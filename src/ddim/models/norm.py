@@ -16,6 +16,11 @@ NORM_EPS = 1e-6
 AUTOCAST_FP32_GROUP_NORM = {"cuda"}
 
 
+def group_norm_runs_in_bf16(device_type: str) -> bool:
+    """Whether the U-Net's GroupNorm takes its own bf16 path on this device type under autocast."""
+    return device_type in AUTOCAST_FP32_GROUP_NORM
+
+
 class GroupNorm(nn.GroupNorm):
     """nn.GroupNorm (same parameters, same state dict) that under CUDA autocast normalises bf16/fp16 activations in
     their own dtype. Autocast runs group_norm in fp32 there, so every norm cast its input up and the next conv cast it
@@ -24,7 +29,7 @@ class GroupNorm(nn.GroupNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         device = x.device.type
-        if (device in AUTOCAST_FP32_GROUP_NORM and x.dtype in (torch.bfloat16, torch.float16)
+        if (group_norm_runs_in_bf16(device) and x.dtype in (torch.bfloat16, torch.float16)
                 and torch.is_autocast_enabled(device)):
             with torch.autocast(device, enabled=False):
                 return F.group_norm(x, self.num_groups, self.weight.to(x.dtype), self.bias.to(x.dtype), self.eps)
