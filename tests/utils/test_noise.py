@@ -43,11 +43,23 @@ def test_philox_matches_plain_integers_on_random_counters_and_reuses_its_workspa
     counters = rng.integers(0, 2**32, size=(4, 300), dtype=np.uint64)
     key = (int(rng.integers(0, 2**32)), int(rng.integers(0, 2**32)))
     workspace: list[torch.Tensor] = []
+    buffers = []
     for _ in range(2):  # the second call runs in the first one's buffers
         words = philox4x32([torch.from_numpy(c.astype(np.int64)) for c in counters], key, workspace=workspace)
         got = torch.stack(words, dim=1).tolist()
         assert got == [list(philox_reference(tuple(int(v) for v in col), key)) for col in counters.T]
-    assert len(workspace) == 7
+        buffers.append(sorted(b.data_ptr() for b in workspace))
+        assert {w.data_ptr() for w in words} <= set(buffers[-1])
+    assert buffers[0] == buffers[1]
+
+
+def test_philox_products_past_the_int64_range_wrap_to_the_exact_unsigned_words():
+    # counters and keys near 2³² make m·c exceed 2⁶³ in every round: the int64 product must wrap, not saturate
+    counters = [torch.tensor([0xFFFFFFFF - v for v in range(50)]), torch.tensor([0xFFFFFFFE] * 50),
+                torch.tensor([0x80000000 + v for v in range(50)]), torch.tensor([0xFFFFFFFF] * 50)]
+    key = (0xFFFFFFFF, 0xFEDCBA98)
+    words = torch.stack(philox4x32(counters, key), dim=1).tolist()
+    assert words == [list(philox_reference(tuple(int(c[n]) for c in counters), key)) for n in range(50)]
 
 
 def test_image_i_gets_the_same_noise_in_any_batch_and_order():

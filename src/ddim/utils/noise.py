@@ -28,43 +28,40 @@ PHILOX_W0, PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
 PHILOX_ROUNDS = 10
 
 
-def _mulhilo_(m: int, a: torch.Tensor, high: torch.Tensor, low: torch.Tensor) -> None:
-    """high, low := the 32-bit halves of the 64-bit product m·a (m, a < 2³²) without int64 overflow: a is split into
-    16-bit halves so that every partial product stays below 2⁴⁹. Writes into `high` and `low`; `a` is clobbered.
-    In-place ops on buffers the caller keeps: on a CPU, allocating fresh megabyte tensors costs more than the math."""
-    torch.bitwise_and(a, 0xFFFF, out=low).mul_(m)  # p_lo < 2⁴⁸
-    torch.bitwise_right_shift(a, 16, out=high).mul_(m)  # p_hi < 2⁴⁸
-    t = torch.bitwise_and(high, 0xFFFF, out=a).bitwise_left_shift_(16).add_(low)  # p_lo + (p_hi mod 2¹⁶)·2¹⁶
-    torch.bitwise_and(t, MASK32, out=low)
-    high.bitwise_right_shift_(16).add_(t.bitwise_right_shift_(32))
-
-
 def philox4x32(counter: Sequence[torch.Tensor | int], key: Sequence[int], rounds: int = PHILOX_ROUNDS,
                workspace: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
     """Philox-4x32 on int64 tensors holding uint32 values: four counter words (broadcastable) and two key words,
-    returned as four int64 tensors in [0, 2³²). `workspace`, a list the caller keeps (empty at first), holds seven
-    int64 buffers of the broadcast shape that later calls reuse instead of fresh memory; the returned words live in
-    it until the next call."""
+    returned as four int64 tensors in [0, 2³²). `workspace`, a list the caller keeps (empty at first), holds six
+    int64 buffers of the broadcast shape that later calls reuse instead of fresh memory (on a CPU, allocating fresh
+    megabyte tensors costs more than the math); the returned words live in it until the next call.
+
+    A round's 32×32 → 64-bit product m·c is one int64 multiply: it wraps modulo 2⁶⁴ (two's complement, on every
+    backend torch has), so its low 64 bits, which are all of the unsigned product, come out exact; `>> 32` and a
+    mask give the high word. The low words are left unmasked (their upper bits are garbage) because they are only
+    XORed into the next round's high words, which are masked before they are multiplied: 10 ops a round."""
     words = torch.broadcast_tensors(*(torch.as_tensor(c, dtype=torch.int64) for c in counter))
     shape, device = words[0].shape, words[0].device
     if workspace is None:
         workspace = []
-    if len(workspace) != 7 or workspace[0].shape != shape or workspace[0].device != device:
-        workspace[:] = [torch.empty(shape, dtype=torch.int64, device=device) for _ in range(7)]
-    c0, c1, c2, c3, *spare = workspace
+    if len(workspace) != 6 or workspace[0].shape != shape or workspace[0].device != device:
+        workspace[:] = [torch.empty(shape, dtype=torch.int64, device=device) for _ in range(6)]
+    c0, c1, c2, c3, product0, product2 = workspace
     for buffer, word in zip((c0, c1, c2, c3), words):
         buffer.copy_(word)
     k0, k1 = int(key[0]) & MASK32, int(key[1]) & MASK32
     for r in range(rounds):
         if r:
             k0, k1 = (k0 + PHILOX_W0) & MASK32, (k1 + PHILOX_W1) & MASK32
-        hi0, lo0, lo1 = spare
-        _mulhilo_(PHILOX_M0, c0, hi0, lo0)
-        hi1 = c0  # free again: _mulhilo_ consumed it
-        _mulhilo_(PHILOX_M1, c2, hi1, lo1)
-        new = (hi1.bitwise_xor_(c1).bitwise_xor_(k0), lo1, hi0.bitwise_xor_(c3).bitwise_xor_(k1), lo0)
-        spare = [c1, c2, c3]
-        c0, c1, c2, c3 = new
+        torch.mul(c0, PHILOX_M0, out=product0)  # c0, c2 < 2³² here
+        torch.mul(c2, PHILOX_M1, out=product2)
+        high2 = torch.bitwise_right_shift(product2, 32, out=c0).bitwise_xor_(c1).bitwise_xor_(k0)
+        high0 = torch.bitwise_right_shift(product0, 32, out=c2).bitwise_xor_(c3).bitwise_xor_(k1)
+        high2.bitwise_and_(MASK32)
+        high0.bitwise_and_(MASK32)
+        # (hi(m1·c2) ^ c1 ^ k0, lo(m1·c2), hi(m0·c0) ^ c3 ^ k1, lo(m0·c0)); the old c1, c3 become the products' buffers
+        c0, c1, c2, c3, product0, product2 = high2, product2, high0, product0, c1, c3
+    c1.bitwise_and_(MASK32)
+    c3.bitwise_and_(MASK32)
     return [c0, c1, c2, c3]
 
 
@@ -86,7 +83,7 @@ def counter_normals_streams(seed: int, indices: torch.Tensor, streams: Sequence[
                             dtype: torch.dtype = torch.float32,
                             workspace: list[torch.Tensor] | None = None) -> torch.Tensor:
     """[len(streams), len(indices), numel]: `counter_normals` of several streams in one pass, the same numbers. One
-    pass is ~200 tensor ops whatever its size, so drawing a block of steps at once divides the ops per step (on a GPU,
+    pass is 155 tensor ops whatever its size, so drawing a block of steps at once divides the ops per step (on a GPU,
     kernel launches, which bound a step at small batches) by the block's length."""
     indices = indices.to(torch.int64)
     blocks = (numel + 3) // 4
