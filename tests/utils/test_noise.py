@@ -53,12 +53,15 @@ def test_philox_matches_plain_integers_on_random_counters_and_reuses_its_workspa
     assert buffers[0] == buffers[1]
 
 
-def test_philox_products_past_the_int64_range_wrap_to_the_exact_unsigned_words():
-    # counters and keys near 2³² make m·c exceed 2⁶³ in every round: the int64 product must wrap, not saturate
+@pytest.mark.parametrize("device", [
+    "cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU"))])
+def test_philox_products_past_the_int64_range_wrap_to_the_exact_unsigned_words(device):
+    # counters near 2³² make the first round's m·c exceed 2⁶³ (and later rounds' often do): the int64 product must
+    # wrap modulo 2⁶⁴ on the device, not saturate or trap
     counters = [torch.tensor([0xFFFFFFFF - v for v in range(50)]), torch.tensor([0xFFFFFFFE] * 50),
                 torch.tensor([0x80000000 + v for v in range(50)]), torch.tensor([0xFFFFFFFF] * 50)]
     key = (0xFFFFFFFF, 0xFEDCBA98)
-    words = torch.stack(philox4x32(counters, key), dim=1).tolist()
+    words = torch.stack(philox4x32([c.to(device) for c in counters], key), dim=1).tolist()
     assert words == [list(philox_reference(tuple(int(c[n]) for c in counters), key)) for n in range(50)]
 
 

@@ -5,9 +5,9 @@ images.
 Philox-4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3", SC 2011) maps a 128-bit counter and a
 64-bit key to four 32-bit words. Here the counter is (j, i mod 2³², s, i >> 32) for block j < ⌈numel / 4⌉ and the
 key is the seed's two 32-bit halves; Box–Muller turns each pair of words into two N(0, 1) values, which become
-elements j, j + numel/4, j + numel/2 and j + 3·numel/4 of the image (contiguous writes). Everything is torch integer and float ops
-on int64 tensors masked to 32 bits (torch has no uint32 arithmetic for all ops), so CPU and GPU give the same words
-exactly and the same normals up to the float rounding of log/sin/cos.
+elements j, j + numel/4, j + numel/2 and j + 3·numel/4 of the image (contiguous writes). Everything is torch integer
+and float ops, the 32-bit words held in int64 tensors (torch has no uint32 arithmetic for all ops), so CPU and GPU
+give the same words exactly and the same normals up to the float rounding of log/sin/cos.
 
 Streams: s = 0 is x_T, s = k + 1 the noise of the sampler's k-th step (counted from x_T, in the order `sample()`
 asks for it).
