@@ -20,6 +20,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, CelebA
 
+from ddim.errors import InputError, MissingInputError
+
 from .transforms import celeba_crop, center_crop_square, image_transform, to_model_range
 
 # resolution: the default (and the paper's); channels: what items have; train_split: the "training set" FID
@@ -59,7 +61,7 @@ def digits_split_indices(split: str) -> np.ndarray:
         return np.sort(permutation[:num_train])
     if split == "test":
         return np.sort(permutation[num_train:])
-    raise ValueError(f"digits split {split!r}; expected train, test or all")
+    raise InputError(f"digits split {split!r}; expected train, test or all")
 
 
 def default_root(name: str) -> Path:
@@ -69,22 +71,22 @@ def default_root(name: str) -> Path:
 
 def _check_name(name: str) -> None:
     if name not in DATASET_INFO:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_INFO)}")
+        raise InputError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_INFO)}")
 
 
 def validate(name: str, resolution: Any, split: str | None = None) -> None:
-    """One-line ValueError for an unknown name, a resolution that is not a positive int, or an unknown split."""
+    """One-line InputError (a ValueError) for an unknown name, a resolution that is not a positive int, or an unknown split."""
     _check_name(name)
     # bool is an int subclass: dataset.resolution=true is a mistake, not 1
     if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 1:
-        raise ValueError(f"dataset.resolution={resolution!r}; expected a positive integer")
+        raise InputError(f"dataset.resolution={resolution!r}; expected a positive integer")
     splits = DATASET_INFO[name]["splits"]
     if split is not None and split not in splits:
-        raise ValueError(f"dataset {name} has no split {split!r}; expected one of {', '.join(splits)}")
+        raise InputError(f"dataset {name} has no split {split!r}; expected one of {', '.join(splits)}")
 
 
 def check_available(name: str, root: str | os.PathLike | None, download: bool = False) -> None:
-    """Raises one-line FileNotFoundError when the data set is not on disk (and will not be downloaded)."""
+    """Raises one-line MissingInputError (a FileNotFoundError) when the data set is not on disk (and will not be downloaded)."""
     _check_name(name)
     if name == "digits":
         return  # bundled with scikit-learn
@@ -115,7 +117,7 @@ def build_dataset(name: str, root: str | os.PathLike | None, split: str, resolut
     validate(name, resolution, split)
     if name == "digits":
         if flip:
-            raise ValueError("dataset digits: flip=true mirrors digits into non-digits; use flip=false")
+            raise InputError("dataset digits: flip=true mirrors digits into non-digits; use flip=false")
         return _digits(split, resolution)
     if name == "folder":
         return _folder(root, resolution, flip)
@@ -131,6 +133,10 @@ def download_dataset(name: str, root: str | os.PathLike | None) -> None:
     _check_name(name)
     if name in ("cifar10", "celeba"):
         build_dataset(name, root, DATASET_INFO[name]["train_split"], DATASET_INFO[name]["resolution"], download=True)
+
+
+class CorruptDataError(InputError, RuntimeError):
+    """Data set files that fail their check: bad input (a RuntimeError too, as torchvision reports it)."""
 
 
 class TensorImages(Dataset):
@@ -174,7 +180,7 @@ class ImageFiles(Dataset):
             with Image.open(self.paths[index]) as image:
                 return self.transform(image)
         except OSError as error:  # PIL's UnidentifiedImageError and truncated files are OSErrors
-            raise ValueError(f"image {self.paths[index]} cannot be read ({error}); remove or replace it") from None
+            raise InputError(f"image {self.paths[index]} cannot be read ({error}); remove or replace it") from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -203,7 +209,7 @@ def _resolve_root(name: str, root: str | os.PathLike | None) -> Path:
 def _check_cifar10(path: Path) -> None:
     missing = [f for f in CIFAR10_FILES if not (path / CIFAR10_FOLDER / f).is_file()]
     if missing:
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"CIFAR-10 not found under {path.resolve()} (expected {CIFAR10_FOLDER}/ with {', '.join(CIFAR10_FILES)}"
             f"{_missing(missing, CIFAR10_FILES)}); pass dataset.download=true to fetch it, or dataset.root=PATH")
 
@@ -220,7 +226,7 @@ def _cifar10(path: Path, split: str, resolution: int, download: bool, flip: bool
     except RuntimeError as err:
         if "corrupted" not in str(err):
             raise
-        raise RuntimeError(
+        raise CorruptDataError(
             f"CIFAR-10 under {path.resolve()} fails torchvision's md5 check (a partial or altered download); delete "
             f"{(path / CIFAR10_FOLDER).resolve()} and pass dataset.download=true") from err
     except OSError as err:  # URLError is an OSError: no network, proxy, server down
@@ -238,7 +244,7 @@ def _celeba_layout(path: Path) -> str:
     folder = path / "celeba" if (path / "celeba").is_dir() else path
     expected = (CELEBA_IMAGES + "/", *CELEBA_FILES)
     missing = [f for f in expected if not (folder / f).exists()]
-    raise FileNotFoundError(
+    raise MissingInputError(
         f"CelebA not found under {path.resolve()} (expected {CELEBA_IMAGES}/ and {', '.join(CELEBA_FILES)} there or "
         f"in celeba/{_missing(missing, expected)}); get img_align_celeba.zip and the annotation files from "
         f"{CELEBA_URL} and unzip them there (dataset.download=true uses torchvision's Google Drive download, which "
@@ -262,7 +268,7 @@ class FlatCelebA(CelebA):
 def _celeba(path: Path, split: str, resolution: int, download: bool, flip: bool) -> Dataset:
     try:
         base = _celeba_layout(path)
-    except FileNotFoundError:
+    except MissingInputError:
         if not download:
             raise
         base = ""  # download straight into root, the layout the error message asks for
@@ -272,7 +278,7 @@ def _celeba(path: Path, split: str, resolution: int, download: bool, flip: bool)
     except RuntimeError as err:
         if "corrupted" not in str(err) and not download:
             raise
-        raise RuntimeError(
+        raise (OSError if download else CorruptDataError)(
             f"CelebA under {path.resolve()} could not be {'downloaded' if download else 'verified'} ({err}); "
             f"torchvision's Google Drive download often fails: get img_align_celeba.zip and the annotation files "
             f"from {CELEBA_URL} and unzip them there") from err
@@ -281,10 +287,10 @@ def _celeba(path: Path, split: str, resolution: int, download: bool, flip: bool)
 
 def _folder_root(root: str | os.PathLike | None) -> Path:
     if root is None:
-        raise FileNotFoundError("dataset folder needs dataset.root=PATH (a folder of images)")
+        raise MissingInputError("dataset folder needs dataset.root=PATH (a folder of images)")
     path = Path(root).expanduser()
     if not path.is_dir():
-        raise FileNotFoundError(f"image folder {path.resolve()} not found; pass dataset.root=PATH (a folder of images)")
+        raise MissingInputError(f"image folder {path.resolve()} not found; pass dataset.root=PATH (a folder of images)")
     return path
 
 
@@ -298,7 +304,7 @@ def _iter_images(path: Path) -> Iterator[Path]:
 
 
 def _no_images(path: Path) -> None:
-    raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {path.resolve()}; "
+    raise MissingInputError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {path.resolve()}; "
                             f"pass dataset.root=PATH (a folder of images)")
 
 
@@ -311,6 +317,6 @@ def _folder(root: str | os.PathLike | None, resolution: int, flip: bool) -> Imag
 
 
 __all__ = [
-    "DATASET_INFO", "ImageFiles", "ImagesOnly", "TensorImages", "build_dataset", "check_available", "default_root",
+    "DATASET_INFO", "CorruptDataError", "ImageFiles", "ImagesOnly", "TensorImages", "build_dataset", "check_available", "default_root",
     "digits_split_indices", "download_dataset", "validate",
 ]
