@@ -8,8 +8,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from ddim.evaluation import schema  # noqa: F401  (registers the config schemas)
-from ddim.evaluation.task import evaluate_task
+from ddim.errors import InputError
+from ddim.evaluation.pipeline.options import renamed_override  # also registers the config schemas
+from ddim.evaluation.pipeline.task import run_evaluation
 from ddim.utils.signals import exit_on_sigterm
 
 log = logging.getLogger("evaluate")
@@ -22,9 +23,9 @@ def main(cfg: DictConfig) -> None:
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         group = str(hydra_cfg.sweep.dir) if multirun else None
-        metrics = evaluate_task(cfg, hydra_cfg.runtime.output_dir, multirun=multirun, group=group)
-    except (ValueError, FileNotFoundError, RuntimeError) as error:
-        # bad input is one line, not a traceback
+        metrics = run_evaluation(cfg, hydra_cfg.runtime.output_dir, multirun=multirun, group=group)
+    except InputError as error:
+        # bad input is one line, not a traceback; any other error (out of memory, a bug) keeps its traceback
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except OSError as error:  # a write that failed (a full disk): what is written is whole, a rerun goes on
@@ -36,4 +37,8 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    renamed = renamed_override(sys.argv[1:])
+    if renamed:  # before Hydra, whose own message would not name the new key
+        print(f"error: {renamed}", file=sys.stderr)
+        sys.exit(2)
     main()

@@ -15,11 +15,12 @@ import numpy as np
 import torch
 
 from ddim.diffusion import NoiseSchedule
-from ddim.evaluation.cell import image_shape
-from ddim.evaluation.features import DigitsClassifier, digits_arrays, load_digits_classifier
-from ddim.evaluation.generate import SamplerSettings, generate
-from ddim.evaluation.pixels import to_uint8
-from ddim.evaluation.stats import fid_from_stats
+from ddim.evaluation.pipeline.cell import image_shape
+from ddim.data.datasets import digits_arrays
+from ddim.evaluation.metrics.features import DigitsClassifier, load_digits_classifier
+from ddim.sampling import SamplerSettings, generate
+from ddim.sampling import to_uint8
+from ddim.evaluation.metrics.statistics import fid_from_stats
 from ddim.models.checkpoints import DEFAULT_SCHEDULE, read_checkpoint
 
 

@@ -33,7 +33,7 @@ part() {  # part NAME SECONDS COMMAND...: run under a time limit, keep its outpu
 { nvidia-smi -L; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"; } \
   > "$OUT/tests.txt" 2>&1
 part tests 110 $PY -m pytest -q -p no:cacheprovider -x tests/utils/test_noise.py tests/models/test_norm.py \
-  tests/evaluation/test_generate.py
+  tests/sampling/test_generate.py
 part sampling_eager 170 $PY bench/sampling_throughput.py --models cifar10,celeba --batches 1,32,256 \
   --modes fp32,bf16,bf16+channels_last --steps 10
 part profile 50 $PY bench/unet_profile.py --model cifar10 --batch 256 --bf16 --channels-last --top 12

@@ -18,7 +18,7 @@ import torch
 import yaml
 
 from ddim.diffusion import NoiseSchedule, make_timesteps, sample
-from ddim.evaluation.generate import autocast_context
+from ddim.sampling import autocast_context
 from ddim.models import UNet
 from ddim.utils import CounterNoise
 

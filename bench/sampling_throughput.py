@@ -5,7 +5,7 @@ torch.compile, each as a ratio to diffusers' UNet2DModel + DDIMScheduler on the 
     python bench/sampling_throughput.py --full                # batch 1..256, CIFAR-10 and CelebA, every mode
     python bench/sampling_throughput.py --full --device cuda  # adds the fraction of bf16 peak and Table 1 hours
 
-Ours is `ddim.evaluation.generate` (counter-based x_T and noise on the device, the eq. 12 loop); diffusers' is
+Ours is `ddim.sampling.generate` (counter-based x_T and noise on the device, the eq. 12 loop); diffusers' is
 what DDIMPipeline does per step (randn x_T, unet(x, t).sample, scheduler.step), without its image conversion. Both
 get the same speed options (diffusers' bf16 is plain autocast; ours also stores conv/linear weights in bf16, which
 gives the same numbers without re-casting them every step). The U-Nets are random-weight DDPM-layout models (the arithmetic does not depend on the
@@ -23,7 +23,7 @@ import torch
 import yaml
 
 from ddim.diffusion import NoiseSchedule
-from ddim.evaluation.generate import SamplerSettings, autocast_context, fast_model, generate
+from ddim.sampling import SamplerSettings, autocast_context, fast_model, generate
 from ddim.models import read_checkpoint
 from sampler_overhead import synchronize, timed
 

@@ -31,7 +31,7 @@ def old_way(seed: int, batch: int, shape: tuple, device: torch.device, steps: in
 
 
 def new_way(seed: int, batch: int, shape: tuple, device: torch.device, steps: int) -> tuple:
-    noise = CounterNoise(seed, range(batch), shape, device, steps=steps)
+    noise = CounterNoise(seed, range(batch), shape, device, num_step_streams=steps)
     return noise.latents(), noise
 
 

@@ -27,7 +27,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from ddim.evaluation import schema  # noqa: F401  (registers the config schemas)
+from ddim.evaluation.pipeline import options  # noqa: F401  (registers the config schemas)
 from ddim.training.train import build_module, check_model_fits_data
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

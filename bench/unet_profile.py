@@ -16,7 +16,7 @@ import torch
 import yaml
 from torch.profiler import ProfilerActivity, profile
 
-from ddim.evaluation.generate import autocast_context, fast_model
+from ddim.sampling import autocast_context, fast_model
 from ddim.models import UNet
 from sampler_overhead import synchronize
 from sampling_throughput import flops_per_forward

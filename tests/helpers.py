@@ -11,7 +11,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from ddim.evaluation import schema  # noqa: F401  (registers the config schemas, as evaluate.py does)
+from ddim.evaluation.pipeline import options  # noqa: F401  (registers the config schemas, as evaluate.py does)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_MODEL = [

@@ -1,4 +1,5 @@
-"""The package layout: imports run one way (core ← models/data ← evaluation ← training), and modules stay short.
+"""The package layout: imports run one way (core ← models, data ← sampling ← training | evaluation), no module
+imports itself back through others, and modules stay short.
 
 Imports are read with `ast`, not by importing, so a lazy import inside a function counts as much as one at the top."""
 
@@ -16,12 +17,21 @@ MAX_LINES = 300
 # a module may be longer if its docstring says why, in a sentence starting with these words
 LONG_MODULE_MARK = "over 300 lines"
 
-# importer package → the project packages it must never import (prefixes of module names)
-FORBIDDEN_PROJECT_IMPORTS: dict[str, tuple[str, ...]] = {
-    "ddim.diffusion": ("ddim.models", "ddim.data", "ddim.training", "ddim.evaluation", "ddim.utils", "ddim.convert"),
-    "ddim.models": ("ddim.training", "ddim.evaluation"),
-    "ddim.data": ("ddim.training", "ddim.evaluation"),
-    "ddim.evaluation": ("ddim.training",),
+# importer package → the only other project packages it may import (the longest matching prefix decides).
+# ddim.errors is the one leaf every layer but the pure core may import.
+ALLOWED_PROJECT_IMPORTS: dict[str, tuple[str, ...]] = {
+    "ddim.diffusion": (),
+    "ddim.errors": (),
+    "ddim.utils": ("ddim.errors",),
+    "ddim.models": ("ddim.errors",),
+    "ddim.data": ("ddim.errors",),
+    "ddim.sampling": ("ddim.diffusion", "ddim.models", "ddim.utils", "ddim.errors"),
+    "ddim.training": ("ddim.diffusion", "ddim.models", "ddim.data", "ddim.sampling", "ddim.utils", "ddim.errors"),
+    "ddim.evaluation": ("ddim.diffusion", "ddim.models", "ddim.data", "ddim.sampling", "ddim.utils", "ddim.errors"),
+    # the report is plain functions over metrics.json records; metrics know features, not the pipeline
+    "ddim.evaluation.report": ("ddim.diffusion", "ddim.utils", "ddim.errors"),
+    "ddim.evaluation.metrics": ("ddim.data", "ddim.sampling", "ddim.utils", "ddim.errors"),
+    "ddim.convert": ("ddim.models", "ddim.utils", "ddim.errors"),
 }
 # the core is plain torch on tensors (GUIDE: no Lightning, Hydra, wandb or torchvision there)
 FORBIDDEN_LIBRARIES: dict[str, tuple[str, ...]] = {
@@ -61,22 +71,85 @@ def _within(module: str, prefix: str) -> bool:
     return module == prefix or module.startswith(prefix + ".")
 
 
+def _rule(importer: str) -> tuple[str, tuple[str, ...]] | None:
+    matches = [prefix for prefix in ALLOWED_PROJECT_IMPORTS if _within(importer, prefix)]
+    if not matches:
+        return None
+    prefix = max(matches, key=len)
+    return prefix, ALLOWED_PROJECT_IMPORTS[prefix]
+
+
 def import_violations(src: Path, package: str = PACKAGE) -> list[str]:
-    """One line per import that runs against FORBIDDEN_PROJECT_IMPORTS or FORBIDDEN_LIBRARIES."""
-    # keyed by (file, line, rule): `from x import y` yields x and x.y, and should be reported once
+    """One line per import that runs against ALLOWED_PROJECT_IMPORTS or FORBIDDEN_LIBRARIES."""
+    # keyed by (file, line, what): `from x import y` yields x and x.y, and should be reported once
     problems: dict[tuple[str, int, str], str] = {}
     for path in sorted((src / package).rglob("*.py")):
         importer = module_name(path, src)
-        rules = [(prefix, banned) for prefix, banned in FORBIDDEN_PROJECT_IMPORTS.items() if _within(importer, prefix)]
-        rules += [(prefix, banned) for prefix, banned in FORBIDDEN_LIBRARIES.items() if _within(importer, prefix)]
         where = str(path.relative_to(src))
+        rule = _rule(importer)
+        libraries = [banned for prefix, banned in FORBIDDEN_LIBRARIES.items() if _within(importer, prefix)]
         for line, target in imported_modules(path, src):
-            for prefix, banned in rules:
-                for forbidden in banned:
-                    if _within(target, forbidden) and not _within(target, prefix):
-                        problems.setdefault((where, line, forbidden), f"{where}:{line}: {importer} imports {target} "
-                                                                      f"({prefix} must not import {forbidden})")
+            if rule and _within(target, package) and target != package:
+                prefix, allowed = rule
+                top = ".".join(target.split(".")[:2])
+                if not _within(target, prefix) and not any(_within(target, a) for a in allowed):
+                    problems.setdefault((where, line, top), f"{where}:{line}: {importer} imports {target} ({prefix} "
+                                                            f"may import only {', '.join(allowed) or 'itself'})")
+            for banned in libraries:
+                for library in banned:
+                    if _within(target, library):
+                        problems.setdefault((where, line, library), f"{where}:{line}: {importer} imports {target}")
     return [problems[key] for key in sorted(problems)]
+
+
+def import_graph(src: Path, package: str = PACKAGE) -> dict[str, set[str]]:
+    """module → the project modules it imports (a name that is no module of the tree, e.g. a function in
+    `from x import f`, counts as its module x)."""
+    modules = {module_name(path, src): path for path in (src / package).rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        targets = set()
+        for _, target in imported_modules(path, src):
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                targets.add(target)
+        graph[name] = targets
+    return graph
+
+
+def import_cycles(src: Path, package: str = PACKAGE) -> list[list[str]]:
+    """Every strongly connected group of modules that import each other (Tarjan), each sorted. A package's
+    __init__ that imports its own submodules is no cycle unless one of them imports the package back."""
+    graph = import_graph(src, package)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in graph.get(node, ()):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(cycles)
 
 
 def long_modules(src: Path, package: str = PACKAGE) -> list[str]:
@@ -96,6 +169,10 @@ def test_imports_run_one_way():
     assert import_violations(SRC) == []
 
 
+def test_no_module_imports_itself_back_through_others():
+    assert import_cycles(SRC) == []
+
+
 def test_modules_stay_short_or_say_why():
     assert long_modules(SRC) == []
 
@@ -107,22 +184,37 @@ def _write(root: Path, relative: str, text: str) -> None:
 
 
 @pytest.mark.parametrize("module, source", [
-    ("ddim/evaluation/cell.py", "from ddim.training.module import DiffusionModule\n"),
-    ("ddim/evaluation/cell.py", "from ..training import module\n"),
-    ("ddim/evaluation/cell.py", "def f():\n    import ddim.training\n"),
-    ("ddim/evaluation/__init__.py", "from ..training import DiffusionModule\n"),
+    ("ddim/training/callbacks.py", "from ddim.evaluation.pipeline.cell import run_cell\n"),
+    ("ddim/training/callbacks.py", "def f():\n    import ddim.evaluation\n"),
+    ("ddim/evaluation/pipeline/cell.py", "from ddim.training.module import DiffusionModule\n"),
+    ("ddim/evaluation/pipeline/cell.py", "from ...training import module\n"),
     ("ddim/evaluation/__init__.py", "from ddim import training\n"),
-    ("ddim/models/checkpoints/ours.py", "from ...evaluation import cell\n"),
+    ("ddim/evaluation/report/tables.py", "from ..pipeline import cell\n"),
+    ("ddim/sampling/generate.py", "from ddim.data import build_dataset\n"),
+    ("ddim/models/checkpoints/ours.py", "from ...sampling import generate\n"),
     ("ddim/data/datasets.py", "from ddim.training import train\n"),
     ("ddim/diffusion/sampling.py", "from ..utils import atomic_path\n"),
+    ("ddim/diffusion/sampling.py", "from ddim.errors import InputError\n"),
     ("ddim/diffusion/sampling.py", "import torchvision.utils\n"),
 ])
 def test_a_wrong_import_is_caught(tmp_path, module, source):
     _write(tmp_path, module, source)
     _write(tmp_path, "ddim/diffusion/schedule.py", "from .trajectory import make_timesteps\nimport torch\n")
-    _write(tmp_path, "ddim/training/module.py", "from ddim.evaluation.generate import generate\n")
+    _write(tmp_path, "ddim/sampling/grids.py", "from ddim.diffusion import slerp\nfrom ddim.utils import atomic_path\n")
     problems = import_violations(tmp_path)
     assert len(problems) == 1 and problems[0].startswith(module), problems
+
+
+def test_a_planted_circle_is_caught(tmp_path):
+    _write(tmp_path, "ddim/evaluation/report/__init__.py", "")
+    _write(tmp_path, "ddim/evaluation/report/tables.py", "from .plots import plot\n")
+    _write(tmp_path, "ddim/evaluation/report/plots.py", "from .pivot import pivot\n")
+    _write(tmp_path, "ddim/evaluation/report/pivot.py", "def f():\n    from .tables import format_number\n")
+    _write(tmp_path, "ddim/evaluation/report/cells.py", "from ddim.diffusion import nfe\n")
+    assert import_cycles(tmp_path) == [["ddim.evaluation.report.pivot", "ddim.evaluation.report.plots",
+                                        "ddim.evaluation.report.tables"]]
+    (tmp_path / "ddim/evaluation/report/pivot.py").write_text("from .cells import nfe\n")
+    assert import_cycles(tmp_path) == []
 
 
 def test_a_long_module_needs_a_reason(tmp_path):

@@ -66,13 +66,13 @@ def test_step_accepts_broadcastable_tensor_alphas():
     torch.testing.assert_close(out, q_sample(x0, a_p, eps))
 
 
-def test_positive_sigma_without_noise_and_negative_eta_are_rejected():
+def test_positive_sigma_without_noise_and_eta_outside_zero_one_are_rejected():
     x = torch.zeros(1, 2)
     with pytest.raises(ValueError, match="needs `noise`"):
         ddim_step(x, x, 0.5, 0.9, eta=0.5)
-    with pytest.raises(ValueError, match=r"eta=-0.1; expected eta >= 0"):
+    with pytest.raises(ValueError, match=r"eta=-0.1; expected a number in \[0, 1\]"):
         ddim_step(x, x, 0.5, 0.9, eta=-0.1, noise=x)
-    with pytest.raises(ValueError, match=r"eta=-1; expected eta >= 0"):
+    with pytest.raises(ValueError, match=r"eta=-1; expected a number in \[0, 1\]"):
         sample(lambda x, t: x, x, SCHEDULE, 10, eta=-1)
     with pytest.raises(ValueError, match="unknown variance"):
         sample(lambda x, t: x, x, SCHEDULE, 10, variance="large")
@@ -114,12 +114,22 @@ def test_eta_zero_ignores_the_generator_and_is_deterministic():
     assert not torch.allclose(c, d)
 
 
-def test_per_sample_generators_make_image_i_independent_of_batching():
+def test_a_noise_callable_keyed_by_image_makes_image_i_independent_of_batching():
+    from ddim.utils.noise import CounterNoise  # the callable generate() passes; the core only calls it
+
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
     x_T = torch.randn(4, 2, 3, generator=_generator(9))
-    together = sample(oracle, x_T, SCHEDULE, 20, eta=1.0, generator=[_generator(100 + i) for i in range(4)])
-    alone = [sample(oracle, x_T[i : i + 1], SCHEDULE, 20, eta=1.0, generator=[_generator(100 + i)]) for i in range(4)]
+    together = sample(oracle, x_T, SCHEDULE, 20, eta=1.0, generator=CounterNoise(100, range(4), (2, 3)))
+    alone = [sample(oracle, x_T[i : i + 1], SCHEDULE, 20, eta=1.0, generator=CounterNoise(100, [i], (2, 3)))
+             for i in range(4)]
     torch.testing.assert_close(together, torch.cat(alone))
+
+
+@pytest.mark.parametrize("eta", [-0.1, 1.5])
+def test_eta_outside_zero_one_is_refused_naming_the_value(eta):
+    # η > 1 would ask for σ² > 1 − ᾱ_prev: at S = 10, η = 1.5 gives σ² = 2.25 β̃, past 1 − ᾱ_prev on the last steps
+    with pytest.raises(ValueError, match=rf"eta={eta}; expected a number in \[0, 1\]"):
+        sample(GaussianOracle(SCHEDULE, MEAN, STD), torch.zeros(2, 3), SCHEDULE, 10, eta=eta)
 
 
 @pytest.mark.parametrize("skip", ["uniform", "quad"])
@@ -146,8 +156,8 @@ def test_callback_sees_every_step_and_last_x0_pred_is_the_output():
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
     seen = []
     out = sample(oracle, torch.randn(3, 2, generator=_generator(12)), SCHEDULE, 10, callback=seen.append)
-    assert [s.t for s in seen] == list(reversed(make_timesteps(1000, 10)))
-    assert seen[-1].t_prev == -1
+    assert [s.t_from for s in seen] == list(reversed(make_timesteps(1000, 10)))
+    assert seen[-1].t_to == -1
     torch.testing.assert_close(seen[-1].x0_pred, out)
 
 
@@ -182,13 +192,13 @@ def test_counter_noise_gives_image_i_the_same_samples_in_any_batch():
 
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
     steps = 70
-    noise = CounterNoise(1, range(5), (1, 2, 2), steps=steps)
+    noise = CounterNoise(1, range(5), (1, 2, 2), num_step_streams=steps)
     x_T = noise.latents(torch.float64)
     together = sample(oracle, x_T, SCHEDULE, steps, eta=1.0, generator=noise)
     alone = []
     for i in [3, 0, 4, 1, 2]:
-        one = CounterNoise(1, [i], (1, 2, 2), steps=steps)
+        one = CounterNoise(1, [i], (1, 2, 2), num_step_streams=steps)
         alone.append((i, sample(oracle, one.latents(torch.float64), SCHEDULE, steps, eta=1.0, generator=one)))
     torch.testing.assert_close(together, torch.cat([x for _, x in sorted(alone, key=lambda p: p[0])]))
-    other = CounterNoise(2, range(5), (1, 2, 2), steps=steps)
+    other = CounterNoise(2, range(5), (1, 2, 2), num_step_streams=steps)
     assert not torch.allclose(together, sample(oracle, x_T, SCHEDULE, steps, eta=1.0, generator=other))

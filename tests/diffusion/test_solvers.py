@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ddim.diffusion import NoiseSchedule, make_timesteps
-from ddim.diffusion.solvers import METHODS, SAMPLERS, check_method, nfe
+from ddim.diffusion.solvers import METHODS, SOLVERS, check_method, nfe
 
 from .gaussian_oracle import GaussianOracle
 
@@ -44,7 +44,7 @@ def _final_errors(method, schedule, steps_list, skip, x_T):
     errors = []
     for steps in steps_list:
         top = make_timesteps(schedule.T, steps, skip)[-1]
-        out = SAMPLERS[method].sample(oracle, x_T, schedule, steps, skip=skip)
+        out = SOLVERS[method].sample(oracle, x_T, schedule, steps, skip=skip)
         errors.append((out - exact_ode(schedule, x_T, top, -1)).abs().max().item())
     return errors
 
@@ -74,8 +74,8 @@ def test_dpm_3_converges_faster_than_second_order_until_the_floor_near_t_0():
     oracle, x_T, steps_list, errors = GaussianOracle(FINE, MEAN, STD), _latents(64), [20, 40, 80, 160], []
     for steps in steps_list:
         top, at_zero = make_timesteps(FINE.T, steps, "quad")[-1], {}
-        SAMPLERS["dpm_3"].sample(oracle, x_T, FINE, steps, skip="quad",
-                                 callback=lambda s: at_zero.__setitem__(s.t_prev, s.x))
+        SOLVERS["dpm_3"].sample(oracle, x_T, FINE, steps, skip="quad",
+                                 callback=lambda s: at_zero.__setitem__(s.t_to, s.x))
         errors.append((at_zero[0] - exact_ode(FINE, x_T, top, 0)).abs().max().item())
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
     assert _slope(steps_list, errors) < -2.5, errors
@@ -91,8 +91,8 @@ def test_on_the_paper_schedule_higher_order_beats_ddim_and_converges_at_second_o
         top = make_timesteps(1000, steps, "quad")[-1]
         at_zero = {}
         for name, store in [(method, errors), ("ddim", ddim_errors)]:
-            SAMPLERS[name].sample(oracle, x_T, SCHEDULE, steps, skip="quad",
-                                  callback=lambda s: at_zero.__setitem__(s.t_prev, s.x))
+            SOLVERS[name].sample(oracle, x_T, SCHEDULE, steps, skip="quad",
+                                  callback=lambda s: at_zero.__setitem__(s.t_to, s.x))
             store.append((at_zero[0] - exact_ode(SCHEDULE, x_T, top, 0)).abs().max().item())
     # at S = 10 the DPM solvers are no better than DDIM yet: their first λ-steps are long
     assert all(e < d / 2 for e, d in zip(errors[1:], ddim_errors[1:])), (errors, ddim_errors)
@@ -103,7 +103,7 @@ def test_on_the_paper_schedule_higher_order_beats_ddim_and_converges_at_second_o
 def test_every_method_lands_on_the_data_distribution(method):
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
     steps = 100 if method == "ddim" else 25
-    x0 = SAMPLERS[method].sample(oracle, _latents(10000, 1, seed=1), SCHEDULE, steps, skip="quad")
+    x0 = SOLVERS[method].sample(oracle, _latents(10000, 1, seed=1), SCHEDULE, steps, skip="quad")
     assert x0.mean().item() == pytest.approx(MEAN, abs=0.01)
     assert x0.std().item() == pytest.approx(STD, rel=0.03)
 
@@ -118,7 +118,7 @@ def test_nfe_is_the_number_of_network_calls(method, steps, skip):
         calls.append(int(t[0]))
         return torch.zeros_like(x)
 
-    SAMPLERS[method].sample(model, torch.zeros(2, 3), SCHEDULE, steps, skip=skip)
+    SOLVERS[method].sample(model, torch.zeros(2, 3), SCHEDULE, steps, skip=skip)
     assert len(calls) == nfe(method, steps, skip, 1000)
     n = len(make_timesteps(1000, steps, skip))  # quad drops repeated indices
     expected = {"ddim": n, "plms": n + 1 if n > 1 else 1, "heun": 2 * n - 1}.get(method, n)  # the DPM solvers: n
@@ -129,8 +129,8 @@ def test_nfe_is_the_number_of_network_calls(method, steps, skip):
 def test_float32_in_float32_out_close_to_float64(method):
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
     x_T = _latents(32, 3, seed=8)
-    out32 = SAMPLERS[method].sample(oracle, x_T.float(), SCHEDULE, 20, skip="quad")
-    out64 = SAMPLERS[method].sample(oracle, x_T, SCHEDULE, 20, skip="quad")
+    out32 = SOLVERS[method].sample(oracle, x_T.float(), SCHEDULE, 20, skip="quad")
+    out64 = SOLVERS[method].sample(oracle, x_T, SCHEDULE, 20, skip="quad")
     assert out32.dtype == torch.float32
     torch.testing.assert_close(out32.double(), out64, rtol=0, atol=1e-5)
 
@@ -148,8 +148,8 @@ def test_callback_sees_each_interval_once_and_ends_at_the_output():
     expected = list(zip(reversed(timesteps), reversed([-1, *timesteps[:-1]])))
     for method in METHODS:
         seen = []
-        out = SAMPLERS[method].sample(oracle, _latents(4), SCHEDULE, 9, callback=seen.append)
-        assert [(s.t, s.t_prev) for s in seen] == expected, method
+        out = SOLVERS[method].sample(oracle, _latents(4), SCHEDULE, 9, callback=seen.append)
+        assert [(s.t_from, s.t_to) for s in seen] == expected, method
         torch.testing.assert_close(seen[-1].x, out)
 
 
@@ -157,7 +157,7 @@ def test_callback_sees_each_interval_once_and_ends_at_the_output():
 def test_encoding_forwards_then_sampling_reconstructs_better_as_steps_grow(method):
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
     x0 = MEAN + STD * _latents(2000, 4, seed=2)
-    sampler = SAMPLERS[method]
+    sampler = SOLVERS[method]
     errors = []
     for steps in [10, 20, 50, 100]:
         x_T = sampler.encode(oracle, x0, SCHEDULE, steps, skip="quad")
@@ -171,12 +171,12 @@ def test_heun_reconstructs_better_than_ddim_at_equal_cost():
     x0 = MEAN + STD * _latents(2000, 4, seed=3)
 
     def error(method, steps):
-        sampler = SAMPLERS[method]
+        sampler = SOLVERS[method]
         x_T = sampler.encode(oracle, x0, SCHEDULE, steps, skip="quad")
         return ((sampler.sample(oracle, x_T, SCHEDULE, steps, skip="quad") - x0) ** 2).mean().item()
 
     assert error("heun", 25) < error("ddim", 50) / 4
-    assert [name for name, s in SAMPLERS.items() if s.encode is not None] == ["ddim", "heun"]
+    assert [name for name, s in SOLVERS.items() if s.encode is not None] == ["ddim", "heun"]
 
 
 # ---- diffusers on the same ε-model and timesteps, float64 ----------------------------------------------------
@@ -205,8 +205,8 @@ def _run_diffusers(scheduler, x, keep: int | None = None):
 
 def _ours(method, timesteps, x_T):
     states = {}
-    out = SAMPLERS[method].sample(GaussianOracle(SCHEDULE, MEAN, STD), x_T, SCHEDULE, timesteps,
-                                  callback=lambda s: states.__setitem__(s.t_prev, s.x))
+    out = SOLVERS[method].sample(GaussianOracle(SCHEDULE, MEAN, STD), x_T, SCHEDULE, timesteps,
+                                  callback=lambda s: states.__setitem__(s.t_to, s.x))
     return out, states
 
 

@@ -15,7 +15,7 @@ import torch
 from hydra.errors import HydraException, InstantiationException
 from PIL import Image
 
-from ddim.evaluation.task import evaluate_task
+from ddim.evaluation.pipeline.task import run_evaluation
 from ddim.training.train import error_line, train
 
 from ..helpers import ROOT, TINY_TRAIN, compose_config, tiny_train_config
@@ -56,15 +56,15 @@ def test_train_config_values(tmp_path, overrides, expected):
 
 
 @pytest.mark.parametrize("overrides,expected", [
-    (["eval.batch_size=0"], "eval.batch_size=0; expected a positive integer"),
-    (["eval.num_samples=1"], "eval.num_samples=1; expected at least 2"),
+    (["eval.batch_size=0"], "eval.batch_size=0; expected an integer >= 1"),
+    (["eval.num_samples=1"], "eval.num_samples=1; expected an integer >= 2"),
     (["sampler.steps=100000"], "steps=100000; expected an integer number of sampling steps between 1 and T=1000"),
     (["sampler.steps=-3"], "steps=-3; expected an integer number of sampling steps"),
     (["dataset=folder", "dataset.resolution=8", "dataset.root=/no/such/folder"], "image folder /no/such/folder not found"),
 ])
 def test_evaluate_config_values(checkpoint, tmp_path, overrides, expected):
     cfg = compose_config("evaluate", tmp_path, [f"ckpt={checkpoint}", "wandb=none", *overrides])
-    message = one_line(lambda: evaluate_task(cfg, str(tmp_path)))
+    message = one_line(lambda: run_evaluation(cfg, str(tmp_path)))
     assert expected in message, message
     assert not (tmp_path / "metrics.json").exists()
 
@@ -85,7 +85,7 @@ def test_unknown_groups_keys_and_wrong_types_fail_when_composed(tmp_path, config
 
 def test_paths_a_folder_where_a_file_is_expected_and_an_unreadable_file(checkpoint, tmp_path, monkeypatch):
     cfg = compose_config("evaluate", tmp_path, [f"ckpt={tmp_path}", "wandb=none"])
-    assert "a folder without config.json" in one_line(lambda: evaluate_task(cfg, str(tmp_path)))
+    assert "a folder without config.json" in one_line(lambda: run_evaluation(cfg, str(tmp_path)))
     message = one_line(lambda: train(tiny_train_config(tmp_path / "run", f"resume={tmp_path}")))
     assert f"resume={tmp_path}: no such checkpoint file" in message
     # root reads any file whatever its mode, so a read that fails is simulated
@@ -96,7 +96,7 @@ def test_paths_a_folder_where_a_file_is_expected_and_an_unreadable_file(checkpoi
 
     monkeypatch.setattr(pretrained, "open", refused, raising=False)
     cfg = compose_config("evaluate", tmp_path, [f"ckpt={checkpoint}", "wandb=none", "dataset=digits"])
-    assert one_line(lambda: evaluate_task(cfg, str(tmp_path))) == f"{checkpoint}: cannot be read (Permission denied)"
+    assert one_line(lambda: run_evaluation(cfg, str(tmp_path))) == f"{checkpoint}: cannot be read (Permission denied)"
 
 
 class Payload:
@@ -163,6 +163,6 @@ def test_wandb_raising_in_a_cell_keeps_its_metrics(checkpoint, tmp_path, monkeyp
     monkeypatch.setattr(wandb, "init", unreachable)
     cfg = compose_config("evaluate", tmp_path, [f"ckpt={checkpoint}", "wandb=online", "eval.num_samples=4",
                                                 "eval.batch_size=4", "eval.recon_samples=0", "fid.kid_subsets=0"])
-    metrics = evaluate_task(cfg, str(tmp_path))
+    metrics = run_evaluation(cfg, str(tmp_path))
     assert metrics["status"] == "ok" and (tmp_path / "metrics.json").is_file()
     assert "W&B logging failed (CommError: could not reach api.wandb.ai)" in caplog.text

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from ddim.evaluation.store import done_indices, save_chunk
+from ddim.evaluation.pipeline.store import done_indices, save_chunk
 
 from ..helpers import ROOT, compose_config, wait_until
 from .test_evaluate import run_evaluate
@@ -63,7 +63,7 @@ def test_slurm_launcher_composes_and_takes_overrides(tmp_path):
     assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node, launcher.tasks_per_node) == ("h100", 90, 1, 1)
     assert launcher.max_num_timeout > 0 and launcher.signal_delay_s > 0 and launcher.additional_parameters.requeue
     assert launcher.submitit_folder.endswith("/.submitit/%j")  # job logs and pickles live in the sweep dir
-    assert cfg.hydra.callbacks.results._target_ == "ddim.evaluation.sweep.SweepResults"
+    assert cfg.hydra.callbacks.results._target_ == "ddim.evaluation.pipeline.sweep.SweepResults"
 
     local = compose_config("evaluate", tmp_path, ["hydra/launcher=local"], return_hydra_config=True).hydra.launcher
     assert local._target_.endswith("submitit_launcher.LocalLauncher") and local.gpus_per_node == 0

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ddim.convert import main as convert_main
-from ddim.evaluation.task import evaluate_task
+from ddim.evaluation.pipeline.task import run_evaluation
 from ddim.models import CheckpointError
 from ddim.training.train import train
 
@@ -54,7 +54,7 @@ def test_damaged_file_says_what_is_wrong_for_every_entry_point(kind, checkpoint,
     # evaluate.py ckpt=PATH, without dataset= (the checkpoint would have said which data set)
     cfg = compose_config("evaluate", tmp_path / "eval", [f"ckpt={damaged}", "wandb=none"])
     with pytest.raises(CheckpointError) as info:
-        evaluate_task(cfg, str(tmp_path / "eval"))
+        run_evaluation(cfg, str(tmp_path / "eval"))
     assert str(info.value).startswith(f"{damaged}: {expected}"), info.value
     assert "dataset=NAME" not in str(info.value)
 
@@ -72,7 +72,7 @@ def test_damaged_file_says_what_is_wrong_for_every_entry_point(kind, checkpoint,
     shutil.copyfile(damaged, weights / "celeba" / "ckpt.pth")
     cfg = compose_config("evaluate", tmp_path / "pre", ["pretrained=celeba", f"pretrained.root={weights}", "wandb=none"])
     with pytest.raises(CheckpointError, match=re.escape(f"ckpt.pth: {expected}")):
-        evaluate_task(cfg, str(tmp_path / "pre"))
+        run_evaluation(cfg, str(tmp_path / "pre"))
 
     # python -m ddim.convert SRC DST: one line, exit 2, nothing written
     assert convert_main([str(damaged), str(tmp_path / "converted.ckpt")]) == 2
@@ -89,7 +89,7 @@ def test_torch_file_that_is_no_checkpoint_says_so_before_asking_for_a_data_set(t
     torch.save({"optimizer": {"lr": 1.0}}, other)
     cfg = compose_config("evaluate", tmp_path, [f"ckpt={other}", "wandb=none"])
     with pytest.raises(CheckpointError, match="not a checkpoint this loader knows"):
-        evaluate_task(cfg, str(tmp_path))
+        run_evaluation(cfg, str(tmp_path))
 
 
 def test_truncated_checkpoint_through_the_real_clis(checkpoint, run_folder, tmp_path):

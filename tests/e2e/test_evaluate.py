@@ -3,6 +3,7 @@ sweep, skipping, seeding, two processes, and the one-line errors."""
 
 import csv
 import json
+import dataclasses
 import os
 import subprocess
 import sys
@@ -11,10 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from ddim.evaluation import cell as cell_module
-from ddim.evaluation.cell import evaluate
-from ddim.evaluation.plan import CellPlan
-from ddim.evaluation.generate import SamplerSettings, generate
+from ddim.evaluation.pipeline import cell as cell_module
+from ddim.evaluation.pipeline.cell import run_cell
+from ddim.evaluation.pipeline.options import GROUPS
+from ddim.evaluation.pipeline.plan import CellPlan
+from ddim.sampling import SamplerSettings, generate
 from ddim.models import UNet
 from ..helpers import ROOT
 
@@ -28,12 +30,16 @@ def run_evaluate(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=600)
 
 
-def plan_for(checkpoint: Path, out_dir: Path, **changes) -> CellPlan:
-    values = dict(ckpt=str(checkpoint), settings=SamplerSettings(3, 1.0), out_dir=str(out_dir),
-                  dataset={"name": "digits", "root": None, "resolution": 8}, extractor="digits-classifier",
-                  num_samples=12, batch_size=5, recon_samples=0, kid_subsets=0)
-    values.update(changes)
-    return CellPlan(**values)
+def plan_for(checkpoint: Path, out_dir: Path, sampler: SamplerSettings | None = None, recon_samples: int = 0,
+             **options) -> CellPlan:
+    """A small digits cell; `options` are eval/fid/fabric fields by name, each put into its own group."""
+    groups: dict[str, dict] = {"eval": {"num_samples": 12, "batch_size": 5}, "fid": {"kid_subsets": 0}, "fabric": {}}
+    for name, value in options.items():
+        group = next(g for g in groups if name in {f.name for f in dataclasses.fields(GROUPS[g])})
+        groups[group][name] = value
+    return CellPlan(ckpt=str(checkpoint), out_dir=str(out_dir), dataset={"name": "digits", "root": None, "resolution": 8},
+                    extractor="digits-classifier", sampler=sampler or SamplerSettings(3, 1.0),
+                    recon_samples=recon_samples, **{g: GROUPS[g](**values) for g, values in groups.items()})
 
 
 def test_image_i_does_not_depend_on_batch_size():
@@ -61,20 +67,20 @@ def test_cell_resumes_without_repeating_images_and_two_processes_agree(checkpoin
         return original(model, schedule, settings, indices, *args, **kwargs)
 
     monkeypatch.setattr(cell_module, "generate", counting)
-    first = evaluate(plan_for(checkpoint, tmp_path / "one", num_samples=7))
+    first = run_cell(plan_for(checkpoint, tmp_path / "one", num_samples=7))
     assert sorted(calls) == list(range(7))
     calls.clear()
     # more samples in the same cell: the first 7 are already on disk, only the rest are made
-    grown = evaluate(plan_for(checkpoint, tmp_path / "one"))
+    grown = run_cell(plan_for(checkpoint, tmp_path / "one"))
     assert sorted(calls) == list(range(7, 12))
     calls.clear()
     # the same cell again: metrics.json says it is finished
-    assert evaluate(plan_for(checkpoint, tmp_path / "one")) == grown
+    assert run_cell(plan_for(checkpoint, tmp_path / "one")) == grown
     assert calls == []
     assert first["value"] != grown["value"]
 
     # batch size and process count change nothing: the distance is the same to float precision
-    two = evaluate(plan_for(checkpoint, tmp_path / "two", devices=2, accelerator="cpu", batch_size=4))
+    two = run_cell(plan_for(checkpoint, tmp_path / "two", devices=2, accelerator="cpu", batch_size=4))
     assert two["value"] == pytest.approx(grown["value"], rel=1e-5, abs=1e-8)
 
 
@@ -114,13 +120,13 @@ def test_two_by_two_sweep_end_to_end(checkpoint, tmp_path):
 def test_method_cell_records_method_true_nfe_and_its_own_images(checkpoint, tmp_path):
     """A heun cell: metrics say method and NFE = 2S − 1, its reconstruction uses heun's encoder, and it does not
     reuse the ddim cell's cached images (the method is part of the image key)."""
-    ddim = evaluate(plan_for(checkpoint, tmp_path, settings=SamplerSettings(3, 0.0)))
-    heun = evaluate(plan_for(checkpoint, tmp_path / "heun", settings=SamplerSettings(3, 0.0, method="heun"),
+    ddim = run_cell(plan_for(checkpoint, tmp_path, sampler=SamplerSettings(3, 0.0)))
+    heun = run_cell(plan_for(checkpoint, tmp_path / "heun", sampler=SamplerSettings(3, 0.0, method="heun"),
                              recon_samples=4))
     assert (ddim["method"], ddim["nfe"]) == ("ddim", 3) and (heun["method"], heun["nfe"]) == ("heun", 5)
     assert heun["recon_mse"] is not None and heun["value"] != ddim["value"]
     assert plan_for(checkpoint, tmp_path).work_dir("features") != plan_for(
-        checkpoint, tmp_path, settings=SamplerSettings(3, 0.0, method="heun")).work_dir("features")
+        checkpoint, tmp_path, sampler=SamplerSettings(3, 0.0, method="heun")).work_dir("features")
 
 
 @pytest.mark.slow
@@ -137,9 +143,10 @@ def test_failing_cell_is_marked_and_the_others_run(checkpoint, tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["ckpt=/no/such/file.ckpt"], "error: ckpt=/no/such/file.ckpt: no such file"),
-    (["sampler.eta=-0.5"], "error: sampler.eta=-0.5; expected a number >= 0 or sigma_hat"),
-    (["sampler.eta=large"], "error: sampler.eta='large'; expected a number >= 0 or sigma_hat"),
-    (["sampler.steps=0"], "error: steps=0; expected an integer number of sampling steps between 1 and T=1000"),
+    (["sampler.eta=-0.5"], "error: sampler.eta=-0.5; expected a number in [0, 1] or sigma_hat"),
+    (["sampler.eta=1.5"], "error: sampler.eta=1.5; expected a number in [0, 1] or sigma_hat"),
+    (["sampler.eta=large"], "error: sampler.eta='large'; expected a number in [0, 1] or sigma_hat"),
+    (["sampler.steps=0"], "error: sampler.steps=0; expected an integer number of sampling steps between 1 and T=1000"),
     (["sampler.skip=cubic"], "error: sampler.skip='cubic'; expected one of uniform, quad, trailing"),
     (["sampler.method=euler"], "error: sampler.method='euler'; expected one of ddim, plms, dpmpp_2m, dpm_2s, dpm_3, heun"),
     (["sampler.method=heun", "sampler.eta=1"], "error: sampler.method=heun solves the η = 0 ODE; sampler.eta=1"),
@@ -176,9 +183,9 @@ def test_save_samples_writes_npz_and_pngs_of_the_scored_images(checkpoint, tmp_p
     import numpy as np
     from PIL import Image
 
-    from ddim.evaluation.stats import to_uint8
+    from ddim.sampling import to_uint8
 
-    evaluate(plan_for(checkpoint, tmp_path, num_samples=4, save_samples=True))
+    run_cell(plan_for(checkpoint, tmp_path, num_samples=4, save_samples=True))
     saved = np.load(tmp_path / "samples.npz")["arr_0"]
     assert saved.shape == (4, 8, 8, 1) and saved.dtype == np.uint8
     # the same images come out of generate() for indices 0..3 with the cell's seed and settings
@@ -187,3 +194,30 @@ def test_save_samples_writes_npz_and_pngs_of_the_scored_images(checkpoint, tmp_p
     assert np.abs(again.permute(0, 2, 3, 1).numpy().astype(int) - saved.astype(int)).max() <= 1
     pngs = sorted((tmp_path / "samples").glob("*.png"))
     assert len(pngs) == 4 and np.array_equal(np.asarray(Image.open(pngs[2])), saved[2, ..., 0])
+
+
+def test_a_failure_that_is_not_bad_input_keeps_its_traceback(checkpoint, tmp_path):
+    # an out-of-memory error inside the cell is a failure, not a config mistake: traceback, exit 1, no "error:" line
+    inject = ("import runpy, sys; import ddim.evaluation.pipeline.task as task\n"
+              "def out_of_memory(plan): raise RuntimeError('CUDA out of memory. Tried to allocate 2.00 GiB')\n"
+              "task.run_cell = out_of_memory\n"
+              f"sys.argv = ['evaluate.py', 'ckpt={checkpoint}', 'wandb=none', 'hydra.run.dir={tmp_path}']\n"
+              f"runpy.run_path({str(ROOT / 'evaluate.py')!r}, run_name='__main__')\n")
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    done = subprocess.run([sys.executable, "-c", inject], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" in done.stderr and "RuntimeError: CUDA out of memory" in done.stderr
+    assert not any(line.startswith("error:") for line in done.stderr.splitlines())
+
+
+@pytest.mark.parametrize("old, new", [
+    ("trainer.devices=8", "fabric.devices=8"),
+    ("+trainer.accelerator=cpu", "fabric.accelerator=cpu"),
+    ("experiment=paper_cifar10_table1", "sweep=paper_cifar10_table1"),
+])
+def test_an_old_evaluate_name_fails_in_one_line_naming_the_new_one(tmp_path, old, new):
+    done = run_evaluate("ckpt=whatever.ckpt", old, f"hydra.run.dir={tmp_path}")
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: {old.lstrip('+')} is now {new} ("), done.stderr

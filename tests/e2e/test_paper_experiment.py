@@ -1,4 +1,4 @@
-"""experiment=paper_cifar10_table1 end to end, offline: a model in the official DDIM checkpoint format, a fake
+"""sweep=paper_cifar10_table1 end to end, offline: a model in the official DDIM checkpoint format, a fake
 CIFAR-10 folder and a randomly initialised Inception saved to disk stand in for the real files."""
 
 import json
@@ -11,8 +11,8 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
-from ddim.evaluation.sweep import SweepResults
-from ddim.evaluation.task import evaluate_task
+from ddim.evaluation.pipeline.sweep import SweepResults
+from ddim.evaluation.pipeline.task import run_evaluation
 from ddim.models import UNet
 
 from ..data.test_datasets import no_md5, write_fake_cifar10  # noqa: F401  (no_md5 is a fixture)
@@ -44,7 +44,7 @@ def test_paper_cifar10_table1_experiment_runs_offline_on_a_small_n(tmp_path, no_
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("evaluate", return_hydra_config=True, overrides=[
-            "experiment=paper_cifar10_table1", f"ckpt={tmp_path / 'ckpt.pth'}", f"dataset.root={tmp_path / 'cifar10'}",
+            "sweep=paper_cifar10_table1", f"ckpt={tmp_path / 'ckpt.pth'}", f"dataset.root={tmp_path / 'cifar10'}",
             f"fid.weights={tmp_path / 'inception.pth'}", "eval.num_samples=6", "eval.batch_size=6",
             "eval.recon_samples=2", "fid.kid_subsets=0", "eval.figure_rows=2", "wandb=none",
             f"hydra.sweep.dir={sweep}",
@@ -56,12 +56,14 @@ def test_paper_cifar10_table1_experiment_runs_offline_on_a_small_n(tmp_path, no_
         with open_dict(cell):
             cell.sampler.steps, cell.sampler.eta = 10, eta
             del cell["hydra"]
-        assert evaluate_task(cell, str(sweep / str(job)), multirun=True)["status"] == "ok"
+        assert run_evaluation(cell, str(sweep / str(job)), multirun=True)["status"] == "ok"
     SweepResults().on_multirun_end(cfg)
 
     cells = [json.loads((sweep / str(job) / "metrics.json").read_text()) for job in range(2)]
     assert all(c["metric"] == "fid" and c["dataset"] == "cifar10" and c["nfe"] == 10 for c in cells)
     table = (sweep / "results.md").read_text()
-    # the paper's CIFAR-10 numbers for S = 10 stand beside ours
-    assert "paper 13.36" in table and "paper 367.43" in table
+    # 6 samples are not the paper's 50,000: no paper number stands beside them, and the footnote says why
+    assert not any("(paper" in line for line in table.splitlines() if line.startswith("|"))
+    assert "6 samples (paper 50k) (2 cells)" in table and "2 test images (paper 10k) (1 cell)" in table
+    assert all(c["ema"] is True and c["skip"] == "quad" for c in cells)
     assert (sweep / "consistency.png").is_file()

@@ -9,9 +9,10 @@ import pytest
 from omegaconf import OmegaConf
 
 from ddim.evaluation.collect import main
-from ddim.evaluation.sweep import PAPER_TABLE1, SweepResults
-from ddim.evaluation.results import load_cells
-from ddim.evaluation.tables import format_table
+from ddim.evaluation.pipeline.sweep import SweepResults
+from ddim.evaluation.report.paper import PAPER_TABLE1
+from ddim.evaluation.report.cells import load_cells
+from ddim.evaluation.report.tables import format_table
 
 from .test_tables import ok_cell, write_sweep
 
@@ -39,6 +40,7 @@ def test_the_callback_and_the_cli_write_the_same_files(tmp_path):
         assert (by_cli / name).read_text() == (by_callback / name).read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("make,message", [
     (lambda root: root / "nope", "no such folder; expected the hydra.sweep.dir of an `evaluate.py -m` run"),
     (lambda root: root, "holds no <job>/metrics.json"),

@@ -12,10 +12,11 @@ import torch_fidelity
 import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 
-import ddim.evaluation.features as features_module
+import ddim.evaluation.metrics.features as features_module
+from ddim.errors import InputError
 from ddim.data import digits_split_indices
 from ddim.data.datasets import TensorImages
-from ddim.evaluation.features import (
+from ddim.evaluation.metrics.features import (
     DIGITS,
     DIGITS_CONV,
     INCEPTION,
@@ -26,7 +27,10 @@ from ddim.evaluation.features import (
     metric_name,
     train_digits_classifier,
 )
-from ddim.evaluation.stats import FeatureStats, extract_features, fid_from_stats, kid_from_features, to_uint8
+from ddim.evaluation.metrics.statistics import (
+    FeatureStats, extract_features, fid_from_stats, kid_from_features, reference_stats,
+)
+from ddim.sampling import to_uint8
 
 
 @pytest.fixture
@@ -91,6 +95,7 @@ def test_conv_extractor_is_the_second_conv_block_of_the_same_weights(digits_extr
                                conv.classifier.features(x), rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_conv_fd_rises_with_pixel_noise(digits_extractor):
     """What fd_digits_conv is for: grain that a sampler leaves in the pixels raises it."""
     conv = build_feature_extractor(DIGITS_CONV, None, "cpu")
@@ -115,6 +120,7 @@ def test_digits_fd_separates_real_digits_from_noise(digits_extractor):
     assert real < half < random and random > 10 * real
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [DIGITS, DIGITS_CONV])
 def test_torch_fidelity_computes_the_same_fd_with_our_extractor(name):
     """Registration works end to end: the library's own pipeline on uint8 tensors equals our streamed path."""
@@ -162,7 +168,7 @@ def _assert_one_line_with_the_fix(message: str) -> None:
 def test_missing_inception_weights_fail_in_one_line_before_building(tmp_path, monkeypatch):
     _forbid_construction(monkeypatch)
     missing = tmp_path / "weights-inception.pth"
-    with pytest.raises(RuntimeError) as error:
+    with pytest.raises(InputError) as error:
         build_feature_extractor(INCEPTION, missing, "cpu")
     _assert_one_line_with_the_fix(str(error.value))
     assert f"fid.weights={missing}: no such file" in str(error.value)
@@ -173,7 +179,7 @@ def test_offline_inception_download_fails_in_one_line(monkeypatch):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(tf_inception, "load_state_dict_from_url", offline)
-    with pytest.raises(RuntimeError, match="could not be downloaded") as error:
+    with pytest.raises(InputError, match="could not be downloaded") as error:
         build_feature_extractor(INCEPTION, None, "cpu")
     _assert_one_line_with_the_fix(str(error.value))
 
@@ -181,7 +187,7 @@ def test_offline_inception_download_fails_in_one_line(monkeypatch):
 def test_corrupt_inception_weights_fail_in_one_line(tmp_path):
     corrupt = tmp_path / "weights.pth"
     corrupt.write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="could not be loaded") as error:
+    with pytest.raises(InputError, match="could not be loaded") as error:
         build_feature_extractor(INCEPTION, corrupt, "cpu")
     _assert_one_line_with_the_fix(str(error.value))
 
@@ -193,6 +199,7 @@ def test_unknown_extractor_and_missing_digits_weights(tmp_path):
         build_feature_extractor(DIGITS, tmp_path / "nope.pt", "cpu")
 
 
+@pytest.mark.slow
 def test_inception_from_a_weights_file_takes_gray_images(tmp_path, monkeypatch):
     """A randomly initialised InceptionV3 saved to disk goes through the real weights-path branch; 1-channel images
     give the same 2048-d features as their 3-channel repeat."""
@@ -208,3 +215,27 @@ def test_inception_from_a_weights_file_takes_gray_images(tmp_path, monkeypatch):
     features = extract_features(extractor, gray)
     assert features.shape == (2, 2048)
     assert torch.equal(features, extract_features(extractor, gray.repeat(1, 3, 1, 1)))
+
+
+def _random_inception_file(path, seed: int, monkeypatch) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(tf_inception, "load_state_dict_from_url", lambda *a, **k: None)
+        patch.setattr(FeatureExtractorInceptionV3, "load_state_dict", lambda self, state: None)
+        torch.manual_seed(seed)
+        torch.save(FeatureExtractorInceptionV3(INCEPTION, ["2048"]).state_dict(), path)
+
+
+def test_reference_statistics_are_keyed_by_the_inception_weights_not_the_file_name(tmp_path, monkeypatch):
+    for name, seed in (("a.pth", 0), ("b.pth", 1), ("a_copy.pth", 0)):
+        _random_inception_file(tmp_path / name, seed, monkeypatch)
+    a, b, a_copy = (build_feature_extractor(INCEPTION, tmp_path / n, "cpu") for n in ("a.pth", "b.pth", "a_copy.pth"))
+    assert a.cache_tag != b.cache_tag and a.cache_tag == a_copy.cache_tag
+    images = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    cache, key = tmp_path / "cache", {"dataset": "made-up", "split": "train", "resolution": 8}
+    first = reference_stats(images, a, INCEPTION, cache, key, batch_size=3)
+    other = reference_stats(images, b, INCEPTION, cache, key, batch_size=3)
+    assert len(list((cache / "reference_stats").glob("*.npz"))) == 2  # other weights: another entry, not a hit
+    assert not np.allclose(first.mu, other.mu)
+    again = reference_stats(images, a_copy, INCEPTION, cache, key, batch_size=3)  # same weights: the cache hit
+    assert len(list((cache / "reference_stats").glob("*.npz"))) == 2
+    np.testing.assert_array_equal(again.mu, first.mu)

@@ -11,7 +11,7 @@ from PIL import Image
 from torch_fidelity import FeatureExtractorBase
 from torchvision.utils import save_image
 
-from ddim.evaluation.stats import (
+from ddim.evaluation.metrics.statistics import (
     FeatureStats,
     extract_features,
     fid_from_stats,
@@ -89,7 +89,7 @@ def test_fd_general_covariances_match_scipy_sqrtm():
 
 def test_streamed_stats_equal_one_shot_numpy_and_survive_save_load(tmp_path):
     features = correlated_features(500, 6, seed=5).astype(np.float32)
-    stats = FeatureStats()
+    stats = FeatureStats(keep_features=True)
     for start in range(0, 500, 64):
         stats.update(torch.from_numpy(features[start : start + 64]))
     assert stats.num_samples == 500
@@ -101,6 +101,29 @@ def test_streamed_stats_equal_one_shot_numpy_and_survive_save_load(tmp_path):
     assert loaded.num_samples == 500
     np.testing.assert_array_equal(loaded.features, stats.features)
     np.testing.assert_array_equal(loaded.sigma, stats.sigma)
+
+
+def test_running_sums_keep_no_features_and_lose_no_precision_to_a_large_mean():
+    # features with mean 10⁴ and unit spread: Σxxᵀ − n μμᵀ without a shift would lose ~8 of float64's 16 digits
+    features = 1e4 + correlated_features(4000, 5, seed=6)
+    stats = FeatureStats()
+    for start in range(0, 4000, 300):
+        stats.update(features[start : start + 300])
+    np.testing.assert_allclose(stats.mu, features.mean(0), rtol=1e-13)
+    np.testing.assert_allclose(stats.sigma, np.cov(features, rowvar=False), rtol=1e-9, atol=1e-10)
+    with pytest.raises(ValueError, match="without keeping the features"):
+        _ = stats.features
+
+
+def test_kid_equals_the_librarys_on_float32_features():
+    from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+
+    a = correlated_features(300, 7, seed=7).astype(np.float32)
+    b = (correlated_features(250, 7, seed=8) + 0.3).astype(np.float32)
+    library = kid_features_to_metric(torch.from_numpy(a.astype(np.float64)), torch.from_numpy(b.astype(np.float64)),
+                                     kid_subsets=5, kid_subset_size=100, rng_seed=11, verbose=False)
+    assert kid_from_features(a, b, subsets=5, subset_size=100, seed=11) == (
+        library[KEY_METRIC_KID_MEAN], library[KEY_METRIC_KID_STD])
 
 
 def test_stats_need_two_samples():

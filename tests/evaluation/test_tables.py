@@ -8,17 +8,28 @@ from pathlib import Path
 
 import pytest
 
-from ddim.evaluation.results import eta_label, load_cells, pivot_table, read_paper_table1, read_paper_table2
-from ddim.evaluation.tables import format_table, write_results
+from ddim.evaluation.report.cells import eta_label, load_cells
+from ddim.evaluation.report.paper import read_paper_table1, read_paper_table2
+from ddim.evaluation.report.pivot import pivot_table
+from ddim.evaluation.report.tables import format_table, write_results
 
-PAPER_DIR = Path(__file__).resolve().parents[2] / "src" / "ddim" / "evaluation" / "paper"
+PAPER_DIR = Path(__file__).resolve().parents[2] / "src" / "ddim" / "evaluation" / "report" / "paper"
 PAPER_TABLE1 = PAPER_DIR / "paper_table1_fid.csv"
 
 
-def ok_cell(steps: int, eta, value: float, recon: float | None = None, dataset: str = "cifar10", metric: str = "fid"):
-    return {"steps": steps, "eta": eta, "skip": "quad", "metric": metric, "value": value, "recon_mse": recon,
-            "num_samples": 1000, "nfe": steps, "seconds": 10.0, "images_per_second": 100.0, "status": "ok",
-            "dataset": dataset, "key": {"ckpt": "/x.ckpt", "steps": steps}}
+def ok_cell(steps: int, eta, value: float, recon: float | None = None, dataset: str = "cifar10", metric: str = "fid",
+            **changes):
+    """A finished cell of the paper's CIFAR-10 setup (50,000 samples, quad, EMA, the whole test set), unless changed."""
+    cell = {"steps": steps, "eta": eta, "skip": "quad", "metric": metric, "value": value, "recon_mse": recon,
+            "num_samples": 50000, "recon_samples": 10000 if recon is not None else 0, "ema": True, "nfe": steps,
+            "seconds": 10.0, "images_per_second": 100.0, "status": "ok", "dataset": dataset,
+            "key": {"ckpt": "/x.ckpt", "steps": steps}}
+    return {**cell, **changes}
+
+
+def paper_beside_a_cell(md: str) -> bool:
+    """Whether any table row (not a footnote) shows a paper number."""
+    return any("(paper" in line for line in md.splitlines() if line.startswith("|"))
 
 
 def write_sweep(root: Path, cells: list[dict]) -> Path:
@@ -93,7 +104,7 @@ def test_write_results_files(tmp_path, cells):
     assert "| S | η=0.0 | η=0.5 | η=1.0 | σ̂ | recon MSE (η=0) |" in md
     assert "| 100 | 4.31 (paper 4.16, +0.15) | 4.50 (paper 4.46, +0.04) | 5.50 (paper 5.78, -0.28) | " \
            "10.20 (paper 9.99, +0.21) | 0.00095 (paper 0.0009) |" in md
-    assert "| 10 | 13.50 (paper 13.36, +0.14) | failed (paper 16.66) | 40.00 (paper 41.07, -1.07) | " \
+    assert "| 10 | 13.50 (paper 13.36, +0.14) | failed | 40.00 (paper 41.07, -1.07) | " \
            "360.00 (paper 367.43, -7.43) | 0.0151 (paper 0.014) |" in md
     assert "- S=10 η=0.5: RuntimeError: CUDA out of memory" in md
 
@@ -119,3 +130,39 @@ def test_all_failed_sweep_still_writes_a_table(tmp_path):
     paths = write_results(tmp_path, failed, paper=PAPER_TABLE1)
     md = paths[1].read_text()
     assert "| 10 | failed | — |" in md and "boom" in md
+
+
+def test_a_thousand_sample_uniform_sweep_has_no_paper_number_and_says_why():
+    small = [ok_cell(s, eta, 10.0 + s / 100, recon=0.01 if eta == 0 else None, num_samples=1000, skip="uniform",
+                     recon_samples=500 if eta == 0 else 0)
+             for s in (10, 100) for eta in (0.0, 1.0)]
+    md = format_table(small)
+    assert not paper_beside_a_cell(md)
+    assert "No paper number beside the other cells the paper's Table 1 has, which ran another setup: " \
+           "1k samples (paper 50k) (4 cells); uniform trajectory (paper quad) (4 cells)." in md
+    assert "500 test images (paper 10k) (2 cells)" in md
+    # the same grid at the paper's setup gets the paper's numbers
+    paper_setup = format_table([ok_cell(100, 0.0, 4.2, recon=0.001), ok_cell(100, 1.0, 5.9)])
+    assert "4.20 (paper 4.16, +0.04)" in paper_setup and "5.90 (paper 5.78, +0.12)" in paper_setup
+    assert "0.001 (paper 0.0009)" in paper_setup and "No paper number" not in paper_setup
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"num_samples": 49984}, "49,984 samples (paper 50k)"),  # the official sampler's count at batch 64
+    ({"skip": "uniform"}, "uniform trajectory (paper quad)"),
+    ({"ema": False}, "non-EMA weights (paper EMA)"),
+    ({"ema": None}, "EMA not recorded (paper EMA)"),
+    ({"metric": "fd_digits_conv"}, "metric fd_digits_conv (paper: fid)"),
+])
+def test_each_mismatch_with_the_papers_setup_hides_the_number_and_is_named(change, reason):
+    md = format_table([ok_cell(10, 0.0, 13.5, **change), ok_cell(10, 1.0, 40.0)])
+    assert "13.50 |" in md and "13.50 (paper" not in md
+    assert "40.00 (paper 41.07, -1.07)" in md  # the matching cell keeps its number
+    assert f"{reason} (1 cell)" in md
+
+
+def test_celeba_compares_on_the_uniform_trajectory_only():
+    uniform = format_table([ok_cell(10, 0.0, 17.0, dataset="celeba", skip="uniform")])
+    assert "17.00 (paper 17.33, -0.33)" in uniform
+    quad = format_table([ok_cell(10, 0.0, 17.0, dataset="celeba", skip="quad")])
+    assert not paper_beside_a_cell(quad) and "quad trajectory (paper uniform) (1 cell)" in quad

@@ -90,7 +90,7 @@ def test_drawing_steps_in_blocks_gives_the_same_numbers_in_fewer_passes(monkeypa
     monkeypatch.setattr(noise_module, "philox4x32", lambda *a, **kw: passes.append(1) or real(*a, **kw))
     for block_elements, expected_passes in ((1, 7), (3 * numel * 3, 3), (2**22, 1)):  # 1, 3 and all 7 steps a pass
         passes.clear()
-        noise = CounterNoise(11, indices, shape, steps=steps, block_elements=block_elements)
+        noise = CounterNoise(11, indices, shape, num_step_streams=steps, block_elements=block_elements)
         for k in range(steps):
             assert torch.equal(noise.step_noise(k), one_by_one[k]), (block_elements, k)
         assert len(passes) == expected_passes
@@ -100,7 +100,7 @@ def test_drawing_steps_in_blocks_gives_the_same_numbers_in_fewer_passes(monkeypa
 
 
 def test_step_noise_is_keyed_by_the_step_and_stops_at_the_trajectory_length():
-    noise = CounterNoise(0, range(2), (4,), steps=2)
+    noise = CounterNoise(0, range(2), (4,), num_step_streams=2)
     x_T, z0, z1 = noise.latents(), noise(torch.zeros(2, 4)), noise(torch.zeros(2, 4))
     assert not torch.equal(x_T, z0) and not torch.equal(z0, z1)
     with pytest.raises(ValueError, match="outside the trajectory"):

@@ -184,14 +184,27 @@ class ImageFiles(Dataset):
 
 
 @functools.lru_cache(maxsize=1)
-def _digits_pixels() -> np.ndarray:
-    """sklearn's digits images, [1797, 8, 8] with values 0..16 (read once per process)."""
+def _digits_bunch() -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's digits: images [1797, 8, 8] with values 0..16 and their labels (read once per process)."""
     from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
 
-    images = load_digits().images
-    if len(images) != DIGITS_NUM_IMAGES:
-        raise RuntimeError(f"sklearn's digits has {len(images)} images; expected {DIGITS_NUM_IMAGES}")
-    return images
+    digits = load_digits()
+    if len(digits.images) != DIGITS_NUM_IMAGES:
+        raise RuntimeError(f"sklearn's digits has {len(digits.images)} images; expected {DIGITS_NUM_IMAGES}")
+    return digits.images, digits.target
+
+
+def _digits_pixels() -> np.ndarray:
+    return _digits_bunch()[0]
+
+
+def digits_arrays(split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The split's images in model range [-1, 1] as float32 [N, 1, 8, 8] (x/16·2 − 1) and their int64 labels (the
+    digits classifier's training data)."""
+    images, labels = _digits_bunch()
+    index = digits_split_indices(split)
+    pixels = torch.from_numpy(images[index].astype(np.float32)).unsqueeze(1) / 16 * 2 - 1
+    return pixels, torch.from_numpy(labels[index].astype(np.int64))
 
 
 def _digits(split: str, resolution: int) -> TensorImages:

@@ -10,7 +10,7 @@ Notation (code name → paper symbol, Song et al. 2021 write α for the cumulati
     eps                   ε̂ = ε_θ(x_t, t), the network's noise prediction
     x0_pred               x̂0 = (x_t − √(1 − ᾱ_t) ε̂) / √ᾱ_t
     eta                   η of eq. 16; 0 is DDIM, 1 is DDPM
-    method                an η = 0 ODE solver in SAMPLERS (solvers.py): ddim, plms, dpmpp_2m, dpm_2s, heun
+    method                an η = 0 ODE solver in SOLVERS (solvers.py): ddim, plms, dpmpp_2m, dpm_2s, heun
     nfe                   network evaluations per image, which differ from S for plms and heun
     variance="sigma_hat"  σ̂, DDPM's ancestral step with β̂ = 1 − ᾱ_t/ᾱ_prev (Table 1's last row)
 """
@@ -30,8 +30,8 @@ from .sampling import (
 )
 from .solvers import (
     METHODS,
-    SAMPLERS,
-    Sampler,
+    SOLVERS,
+    Solver,
     check_method,
     dpm_2s_sample,
     dpm_3_sample,
@@ -45,8 +45,8 @@ from .schedule import SCHEDULE_NAMES, NoiseSchedule, eps_from_x0, q_sample, x0_f
 from .trajectory import SKIP_TYPES, check_steps, make_timesteps, timestep_pairs
 
 __all__ = [
-    "LOSS_WEIGHTINGS", "METHODS", "SAMPLERS", "SCHEDULE_NAMES", "SKIP_TYPES", "VARIANCES", "NoiseSchedule", "SampleStep",
-    "Sampler", "check_method", "check_steps", "ddim_sigma", "ddim_step", "ddpm_posterior_variance",
+    "LOSS_WEIGHTINGS", "METHODS", "SOLVERS", "SCHEDULE_NAMES", "SKIP_TYPES", "VARIANCES", "NoiseSchedule", "SampleStep",
+    "Solver", "check_method", "check_steps", "ddim_sigma", "ddim_step", "ddpm_posterior_variance",
     "ddpm_sigma_hat_step", "dpm_2s_sample", "dpm_3_sample", "dpmpp_2m_sample", "encode", "eps_from_x0", "heun_encode", "heun_sample",
     "loss_weights", "make_timesteps", "nfe", "plms_sample", "q_sample", "randn_like", "sample", "signal_to_noise",
     "slerp", "timestep_pairs", "x0_from_eps",

@@ -12,16 +12,17 @@ from .schedule import NoiseSchedule, x0_from_eps
 from .trajectory import make_timesteps, timestep_pairs
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-# a generator, one per batch element, or a callable that returns the next noise shaped like its argument
-Generator = torch.Generator | Sequence[torch.Generator] | Callable[[torch.Tensor], torch.Tensor] | None
+# a torch generator, or a callable that returns the next noise shaped like its argument
+Generator = torch.Generator | Callable[[torch.Tensor], torch.Tensor] | None
 VARIANCES = ("eta", "sigma_hat")
 
 
 class SampleStep(NamedTuple):
-    """What a step hands to `callback`: the indices it went between, the new state and its x̂0."""
+    """What a step hands to `callback`: the index it stepped from and the one it reached (sampling walks τ down,
+    encoding up), the new state and its x̂0."""
 
-    t: int
-    t_prev: int
+    t_from: int
+    t_to: int
     x: torch.Tensor
     x0_pred: torch.Tensor
 
@@ -39,18 +40,12 @@ def ddpm_posterior_variance(a_t: float | torch.Tensor, a_prev: float | torch.Ten
 
 
 def randn_like(x: torch.Tensor, generator: Generator = None) -> torch.Tensor:
-    """N(0, I) shaped like x; a sequence of generators gives one per batch element, so image i's noise does
-    not depend on which batch it is in (EDM's StackedRandomGenerator idea); a callable is asked for it."""
+    """N(0, I) shaped like x, from a torch generator, or from a callable that is asked for it (CounterNoise: image
+    i's noise does not depend on which batch it is in, EDM's StackedRandomGenerator idea)."""
     if callable(generator):
         return generator(x)
-    if generator is None or isinstance(generator, torch.Generator):
-        device = generator.device if generator is not None else x.device
-        return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
-    if len(generator) != x.shape[0]:
-        raise ValueError(f"got {len(generator)} generators for a batch of {x.shape[0]}; expected one per element")
-    return torch.stack(
-        [torch.randn(x.shape[1:], generator=g, device=g.device, dtype=x.dtype) for g in generator]
-    ).to(x.device)
+    device = generator.device if generator is not None else x.device
+    return torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
 
 
 def ddim_step(
@@ -68,8 +63,8 @@ def ddim_step(
 
 
 def _ddim_step(x_t, eps, a_t, a_prev, eta, noise, clip_denoised):
-    if eta < 0:
-        raise ValueError(f"eta={eta!r}; expected eta >= 0")
+    if not 0 <= eta <= 1:  # η > 1 asks for σ² > 1 − ᾱ_prev on some steps: eq. 12's direction term has no real root
+        raise ValueError(f"eta={eta!r}; expected a number in [0, 1]")
     x0 = x0_from_eps(x_t, a_t, eps)
     if clip_denoised:
         # re-derive ε̂ from the clipped x̂0 so both terms of eq. 12 describe the same point
@@ -126,8 +121,8 @@ def sample(
     x̂0 is clipped to [−1, 1] only for σ̂, as in the official code, unless clip_denoised says otherwise."""
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
-    if eta < 0:
-        raise ValueError(f"eta={eta!r}; expected eta >= 0")
+    if not 0 <= eta <= 1:  # η > 1 asks for σ² > 1 − ᾱ_prev on some steps: eq. 12's direction term has no real root
+        raise ValueError(f"eta={eta!r}; expected a number in [0, 1]")
     timesteps = _timesteps(schedule, steps, skip)
     clip = (variance == "sigma_hat") if clip_denoised is None else clip_denoised
     x = x_T

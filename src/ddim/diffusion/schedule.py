@@ -75,11 +75,6 @@ class NoiseSchedule:
             raise IndexError(f"timestep index {index} outside −1..{self.T - 1}")
         return 1.0 if index < 0 else float(self.alphas_cumprod[index])
 
-    def gather(self, values: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
-        """values[t] shaped [B, 1, ..., 1] to broadcast against a batch with `ndim` dimensions."""
-        out = values.to(t.device)[t]
-        return out.reshape(-1, *([1] * (ndim - 1)))
-
 
 def _check_T(T: int) -> None:
     if int(T) != T or T < 1:

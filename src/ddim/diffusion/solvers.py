@@ -244,7 +244,7 @@ def _heun_step(model, x, a_from, a_to, index_from, index_to):
     return x_next, x0
 
 
-class Sampler(NamedTuple):
+class Solver(NamedTuple):
     """A registry entry: the sampling function, its NFE for a trajectory of n indices, and its encoder
     (x_0 → x_T, the same ODE run forwards) where there is one."""
 
@@ -253,21 +253,21 @@ class Sampler(NamedTuple):
     encode: Callable[..., torch.Tensor] | None = None
 
 
-SAMPLERS: dict[str, Sampler] = {
-    "ddim": Sampler(sample, lambda n: n, encode),
-    "plms": Sampler(plms_sample, lambda n: n + 1 if n > 1 else 1),
-    "dpmpp_2m": Sampler(dpmpp_2m_sample, lambda n: n),
-    "dpm_2s": Sampler(dpm_2s_sample, lambda n: n),
-    "dpm_3": Sampler(dpm_3_sample, lambda n: n),
-    "heun": Sampler(heun_sample, lambda n: 2 * n - 1, heun_encode),
+SOLVERS: dict[str, Solver] = {
+    "ddim": Solver(sample, lambda n: n, encode),
+    "plms": Solver(plms_sample, lambda n: n + 1 if n > 1 else 1),
+    "dpmpp_2m": Solver(dpmpp_2m_sample, lambda n: n),
+    "dpm_2s": Solver(dpm_2s_sample, lambda n: n),
+    "dpm_3": Solver(dpm_3_sample, lambda n: n),
+    "heun": Solver(heun_sample, lambda n: 2 * n - 1, heun_encode),
 }
-METHODS = tuple(SAMPLERS)
+METHODS = tuple(SOLVERS)
 
 
-def check_method(method: str) -> Sampler:
-    if method not in SAMPLERS:
+def check_method(method: str) -> Solver:
+    if method not in SOLVERS:
         raise ValueError(f"unknown sampler method {method!r}; expected one of {', '.join(METHODS)}")
-    return SAMPLERS[method]
+    return SOLVERS[method]
 
 
 def nfe(method: str, steps: int | Sequence[int], skip: str = "uniform", T: int = 1000) -> int:

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
               f"run with at least one cell finished", file=sys.stderr)
         return 2
 
-    from ddim.evaluation.sweep import collect_sweep
+    from ddim.evaluation.pipeline.sweep import collect_sweep
 
     config = None if args.tables_only else sweep_config(sweep_dir)
     if config is None and not args.tables_only:

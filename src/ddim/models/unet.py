@@ -27,6 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ddim.errors import InputError
+
 from .norm import NORM_EPS, NORM_GROUPS, group_norm
 
 
@@ -130,7 +132,7 @@ CH_MULT_BY_RESOLUTION: dict[int, tuple[int, ...]] = {
 def ch_mult_for(resolution: int) -> tuple[int, ...]:
     """`ch_mult="auto"`: the published multipliers for this image size."""
     if int(resolution) not in CH_MULT_BY_RESOLUTION:
-        raise ValueError(f"UNet: ch_mult=auto knows resolutions {sorted(CH_MULT_BY_RESOLUTION)}, got "
+        raise InputError(f"UNet: ch_mult=auto knows resolutions {sorted(CH_MULT_BY_RESOLUTION)}, got "
                          f"{resolution}; give model.ch_mult=[...] explicitly")
     return CH_MULT_BY_RESOLUTION[int(resolution)]
 
@@ -263,23 +265,23 @@ def _validate(in_channels: int, out_ch: int, ch: int, ch_mult: tuple[int, ...], 
               norm_eps: float) -> None:
     """One clear ValueError line for arguments that cannot make a working U-Net."""
     if min(in_channels, out_ch, ch) < 1:
-        raise ValueError(f"UNet: in_channels={in_channels}, out_ch={out_ch}, ch={ch}; expected positive integers")
+        raise InputError(f"UNet: in_channels={in_channels}, out_ch={out_ch}, ch={ch}; expected positive integers")
     if not ch_mult or min(ch_mult) < 1:
-        raise ValueError(f"UNet: ch_mult={list(ch_mult)}; expected a non-empty list of positive integers")
+        raise InputError(f"UNet: ch_mult={list(ch_mult)}; expected a non-empty list of positive integers")
     if num_res_blocks < 1:
-        raise ValueError(f"UNet: num_res_blocks={num_res_blocks}; expected an integer >= 1")
+        raise InputError(f"UNet: num_res_blocks={num_res_blocks}; expected an integer >= 1")
     if not 0.0 <= dropout < 1.0:
-        raise ValueError(f"UNet: dropout={dropout}; expected a value in [0, 1)")
+        raise InputError(f"UNet: dropout={dropout}; expected a value in [0, 1)")
     if norm_groups < 1 or norm_eps <= 0:
-        raise ValueError(f"UNet: norm_groups={norm_groups}, norm_eps={norm_eps}; expected positive values")
+        raise InputError(f"UNet: norm_groups={norm_groups}, norm_eps={norm_eps}; expected positive values")
     factor = 2 ** (len(ch_mult) - 1)
     if resolution < factor or resolution % factor:
-        raise ValueError(f"UNet: resolution={resolution} is not divisible by 2**(len(ch_mult)-1)={factor} "
+        raise InputError(f"UNet: resolution={resolution} is not divisible by 2**(len(ch_mult)-1)={factor} "
                          f"(ch_mult={list(ch_mult)})")
     reached = [resolution // 2**i for i in range(len(ch_mult))]
     missing = [r for r in attn_resolutions if r not in reached]
     if missing:
-        raise ValueError(f"UNet: attn_resolutions={list(attn_resolutions)}: {missing} not reached; the levels of "
+        raise InputError(f"UNet: attn_resolutions={list(attn_resolutions)}: {missing} not reached; the levels of "
                          f"resolution={resolution}, ch_mult={list(ch_mult)} have resolutions {reached}")
 
 

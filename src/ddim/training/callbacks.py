@@ -14,8 +14,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from ddim.evaluation.figures import save_image_grid
-from ddim.evaluation.generate import SamplerSettings, generate
+from ddim.sampling import SamplerSettings, generate, save_image_grid
 from ddim.utils import atomic_path
 
 log = logging.getLogger(__name__)

@@ -110,8 +110,8 @@ class CounterNoise:
     """x_T and the sampler's step noise for the images `indices`, made on `device` by `counter_normals`.
 
     `latents()` is stream 0; the k-th call of the object (k = 0, 1, …, as `sample()` asks for step noise) is
-    stream k + 1, so step k's noise is keyed by k and never by the batch. `steps`, when given, is the number of
-    steps of the trajectory: asking for more step noise than that is an error, not a silent new stream.
+    stream k + 1, so step k's noise is keyed by k and never by the batch. `num_step_streams`, when given, is how many
+    steps may ask for noise (the trajectory's length): asking for more is an error, not a silent new stream.
 
     Step noise is drawn up to `block_elements` values at a time (as many whole steps as fit, at least one): the same
     numbers as one step at a time, with a fraction of the tensor ops per step. The default: 2²² on CUDA, where each
@@ -119,7 +119,7 @@ class CounterNoise:
     the CPU's caches (measured: 3.4× less host time per step at batch 1, and 37 % more at batch 256 with 2²²)."""
 
     def __init__(self, seed: int, indices: Sequence[int] | torch.Tensor, shape: Sequence[int],
-                 device: torch.device | str = "cpu", steps: int | None = None,
+                 device: torch.device | str = "cpu", num_step_streams: int | None = None,
                  block_elements: int | None = None) -> None:
         self.seed = int(seed)
         self.device = torch.device(device)
@@ -128,7 +128,7 @@ class CounterNoise:
         if (self.indices < 0).any():
             raise ValueError("CounterNoise: image indices must be >= 0")
         self.shape = tuple(int(s) for s in shape)
-        self.steps = steps
+        self.num_step_streams = num_step_streams
         self.calls = 0
         self.block_elements = int(block_elements or (2**22 if self.device.type == "cuda" else 2**16))
         self._workspace: list[torch.Tensor] = []
@@ -145,15 +145,15 @@ class CounterNoise:
 
     def step_noise(self, k: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """z of the k-th step (0-based, counted from x_T along the trajectory)."""
-        if self.steps is not None and not 0 <= k < self.steps:
-            raise ValueError(f"CounterNoise: step {k} is outside the trajectory's {self.steps} steps")
+        if self.num_step_streams is not None and not 0 <= k < self.num_step_streams:
+            raise ValueError(f"CounterNoise: step {k} is outside the trajectory's {self.num_step_streams} steps")
         work = torch.float64 if dtype == torch.float64 else torch.float32
         if (self._block is None or self._block.dtype != work
                 or not self._block_start <= k < self._block_start + len(self._block)):
             numel = math.prod(self.shape)
             length = max(1, self.block_elements // max(1, len(self.indices) * numel))
-            if self.steps is not None:
-                length = min(length, self.steps - k)
+            if self.num_step_streams is not None:
+                length = min(length, self.num_step_streams - k)
             streams = range(k + 1, k + 1 + length)
             self._block = counter_normals_streams(self.seed, self.indices, streams, numel, work, self._workspace)
             self._block_start = k

@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 
+from ddim.errors import MissingInputError
+
 from ..unet import UNet
 from .build import DEFAULT_SCHEDULE, LoadedCheckpoint, infer_unet_config
 from .diffusers import DIFFUSERS_KEY_TABLE, diffusers_key_to_ours, read_diffusers_folder, unet_config_from_diffusers
@@ -54,7 +56,7 @@ def read_checkpoint(path: str | os.PathLike, ema: bool = True, trust_pickle: boo
     overrides (or completes) the architecture the file states or implies."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such checkpoint file or folder")
+        raise MissingInputError(f"{path}: no such checkpoint file or folder")
     overrides = dict(model_config or {})
     if path.is_dir():
         return read_diffusers_folder(path, overrides)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ddim.errors import InputError, MissingInputError
+
 DEFAULT_WEIGHTS_ROOT = Path("~/.cache/ddim/weights")
 WEIGHTS_ROOT_ENV = "DDIM_WEIGHTS"
 
@@ -95,7 +97,7 @@ def _verify(path: Path, algorithm: str, expected: str | None, url: str | None) -
     stat = path.stat()
     got = _file_digest(str(path), algorithm, stat.st_size, stat.st_mtime_ns)
     if got != expected:
-        raise ValueError(f"{path}: {algorithm} {got} does not match the published {expected}; the file is damaged or "
+        raise InputError(f"{path}: {algorithm} {got} does not match the published {expected}; the file is damaged or "
                          f"not these weights: download it again from {url}")
 
 
@@ -104,7 +106,7 @@ def resolve_pretrained(name: str, root: str | os.PathLike | None = None, ema: bo
     missing file is a FileNotFoundError whose one line says which file to put where and where to get it."""
     spec = KNOWN_WEIGHTS.get(name)
     if spec is None:
-        raise ValueError(f"pretrained={name!r}; expected one of {', '.join(KNOWN_WEIGHTS)}")
+        raise InputError(f"pretrained={name!r}; expected one of {', '.join(KNOWN_WEIGHTS)}")
     base = weights_root(root)
     use_raw = not ema and spec.raw_file is not None
     file, url = (spec.raw_file, spec.raw_url) if use_raw else (spec.file, spec.url)
@@ -116,6 +118,6 @@ def resolve_pretrained(name: str, root: str | os.PathLike | None = None, ema: bo
     if spec.diffusers and (base / spec.diffusers / "config.json").is_file():
         return base / spec.diffusers
     also = f", or put the diffusers model {spec.diffusers} in {base / spec.diffusers}" if spec.diffusers else ""
-    raise FileNotFoundError(f"pretrained={name}: {path} not found; download {file} ({spec.source}) from "
+    raise MissingInputError(f"pretrained={name}: {path} not found; download {file} ({spec.source}) from "
                             f"{url or 'its source'} and save it as {path} (or set ${WEIGHTS_ROOT_ENV} to the folder "
                             f"that holds {file}){also}")

@@ -11,11 +11,13 @@ from typing import Any
 
 import torch
 
+from ddim.errors import InputError
+
 SHOW_KEYS = 10  # how many keys an error message lists
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read as a DDPM U-Net (ValueError, so entry points print it as one line)."""
+class CheckpointError(InputError):
+    """A checkpoint that cannot be read as a DDPM U-Net (bad input: entry points print it as one line)."""
 
 
 class CheckpointMismatchError(CheckpointError):

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from ddim.diffusion import NoiseSchedule
-from ddim.evaluation.plan import CellPlan
-from ddim.evaluation.generate import SamplerSettings, fast_model, generate
+from ddim.evaluation.pipeline.options import EvalOptions
+from ddim.evaluation.pipeline.plan import CellPlan
+from ddim.sampling import SamplerSettings, fast_model, generate
 from ddim.models import UNet
 from ddim.utils import noise as noise_module
 
@@ -39,17 +40,20 @@ def fast(model, *args, **kwargs):
     return fast_model(copy.deepcopy(model), *args, **kwargs)  # channels_last converts the module it is given
 
 
+@pytest.mark.slow
 def test_the_network_moves_the_images(model, reference):
     # otherwise the comparisons below would only compare the noise with itself
     unit = generate(lambda x, t: torch.zeros_like(x), SCHEDULE, SETTINGS, range(6), seed=1, shape=SHAPE)
     assert (reference - unit).abs().mean() > 0.1
 
 
+@pytest.mark.slow
 def test_channels_last_matches_fp32_eager(model, reference):
     # the same float32 math in another memory order: convolution sums in another order, ~1e-6
     torch.testing.assert_close(images(fast(model, "cpu", channels_last=True)), reference, rtol=0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_bf16_autocast_matches_fp32_eager_to_bf16_precision(model, reference):
     # bf16 keeps 8 bits of mantissa (relative rounding 2⁻⁹ ≈ 0.2 %); over the network and 10 steps the images, in
     # [−1, 1], move by ~2e-3 on average and ~5e-2 at worst (a pixel near the clipping edge): bounds with 2-3x margin
@@ -59,11 +63,13 @@ def test_bf16_autocast_matches_fp32_eager_to_bf16_precision(model, reference):
         assert error.max() < 0.15
 
 
+@pytest.mark.slow
 def test_bf16_weights_give_plain_autocast_images_bit_for_bit(model):
     # autocast casts conv/linear weights to bf16 on every call; storing them in bf16 must change nothing
     assert torch.equal(images(fast(model, "cpu", bf16=True), bf16=True), images(model, bf16=True))
 
 
+@pytest.mark.slow
 def test_bf16_norm_weights_where_group_norm_runs_in_bf16_change_nothing(model, monkeypatch):
     # where the U-Net's GroupNorm takes its bf16 path (CUDA; here the CPU stands in), γ and β are stored in bf16
     # once instead of cast on every call: the same images, bit for bit
@@ -85,8 +91,9 @@ def test_compile_matches_fp32_eager(model, reference):
     torch.testing.assert_close(images(fast(model, "cpu", compile=True)), reference, rtol=0, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_cuda_graphs_off_cuda_are_ignored_with_a_log_line(model, reference, caplog):
-    with caplog.at_level(logging.INFO, logger="ddim.evaluation.generate"):
+    with caplog.at_level(logging.INFO, logger="ddim.sampling.speed"):
         net = fast_model(model, "cpu", cuda_graphs=True)
     assert net is model
     assert "only on CUDA" in caplog.text
@@ -109,14 +116,14 @@ def test_cuda_graphs_and_bf16_on_a_gpu_match_eager(model, reference, monkeypatch
 
 
 def test_cache_key_names_the_noise_generator(monkeypatch, tmp_path):
-    plan = CellPlan(ckpt=str(tmp_path), settings=SamplerSettings(3), out_dir=str(tmp_path), dataset={"name": "digits"},
-                    extractor="digits-classifier", num_samples=4, batch_size=2)
+    plan = CellPlan(ckpt=str(tmp_path), sampler=SamplerSettings(3), out_dir=str(tmp_path), dataset={"name": "digits"},
+                    extractor="digits-classifier", eval=EvalOptions(num_samples=4, batch_size=2))
     assert plan.image_key["noise"] == noise_module.NOISE_VERSION
     before = plan.work_dir("features")
-    monkeypatch.setattr("ddim.evaluation.plan.NOISE_VERSION", "another-generator")
+    monkeypatch.setattr("ddim.evaluation.pipeline.plan.NOISE_VERSION", "another-generator")
     assert plan.work_dir("features") != before
     monkeypatch.undo()
     # speed options that change only rounding share cached batches; bf16 does not
-    fast_plan = CellPlan(**{**plan.__dict__, "compile": True, "channels_last": True, "cuda_graphs": True})
-    assert fast_plan.work_dir("features") == before
-    assert CellPlan(**{**plan.__dict__, "bf16": True}).work_dir("features") != before
+    fast = plan.replace(eval=EvalOptions(num_samples=4, batch_size=2, compile=True, channels_last=True, cuda_graphs=True))
+    assert fast.work_dir("features") == before
+    assert plan.replace(eval=EvalOptions(num_samples=4, batch_size=2, bf16=True)).work_dir("features") != before

@@ -7,14 +7,14 @@ import pytest
 import torch
 from PIL import Image
 
-from ddim.evaluation.figures import (
+from ddim.sampling.grids import (
     consistency_grid,
     consistency_grid_from_columns,
     interpolation_grid,
     save_image_grid,
     upscale_nearest,
 )
-from ddim.evaluation.stats import to_uint8
+from ddim.sampling import to_uint8
 
 
 def test_save_image_grid_writes_exact_upscaled_pixels(tmp_path):

@@ -2,39 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ddim.utils import atomic_path
 
-from .method_table import method_curves
-from .results import (
-    Cell,
-    eta_label,
-    eta_values,
-    is_finished,
-    normalize_eta,
-    paper_numbers,
-    sweep_dataset,
-    sweep_metric,
-    trajectory_names,
-    usable_cells,
+from .cells import (
+    Cell, cell_method, eta_cells, eta_label, eta_values, is_eta_cell, is_finished, normalize_eta, sweep_dataset,
+    sweep_metric, trajectory_names,
 )
+from .paper import PAPER_TABLE1, paper_fid, read_paper_table1, table1_mismatches
 
 
-def plot_metric_vs_steps(
-    cells: Sequence[Cell], path: str | Path, paper: str | Path | None = None, paper_recon: str | Path | None = None
-) -> Path:
+def method_curves(cells: Iterable[Cell]) -> dict[str, list[tuple[int, float]]]:
+    """{label: [(S, value)]} for each η = 0 solver other than ddim (ddim's η = 0 line is the η table's), per
+    trajectory when the cells mix them."""
+    finished = [c for c in cells if not is_eta_cell(c) and is_finished(c) and c.get("steps") is not None]
+    skips = trajectory_names(finished)
+    curves: dict[str, list[tuple[int, float]]] = {}
+    for cell in finished:
+        label = cell_method(cell) + (f" ({cell.get('skip')})" if len(skips) > 1 else "")
+        curves.setdefault(label, []).append((int(cell["steps"]), float(cell["value"])))
+    return {label: sorted(points) for label, points in sorted(curves.items())}
+
+
+def plot_metric_vs_steps(cells: Sequence[Cell], path: str | Path, paper: str | Path | None = PAPER_TABLE1) -> Path:
     """fid_vs_steps.png: the metric against S (log x), one line per η (and trajectory, when several) and one per
-    η = 0 solver method; the paper's numbers over the same range of S as dashed lines when comparable."""
+    η = 0 solver method; the paper's numbers over the same range of S as dashed lines, for an η whose cells ran the
+    paper's setup."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend state to disturb
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    usable = usable_cells(cells)
+    usable = eta_cells(cells)
     finished = [c for c in usable if is_finished(c)]
     metric = sweep_metric(cells)
-    paper_fid, _ = paper_numbers(usable, paper, paper_recon)
+    table1 = read_paper_table1(paper) if paper is not None else {}
+    comparable = [c for c in finished if paper_fid(c, table1) is not None and not table1_mismatches(c)]
+    reference_etas = {normalize_eta(c["eta"]) for c in comparable}
+    dataset_table = table1.get(str(comparable[0]["dataset"]), {}) if comparable else {}
     skips = trajectory_names(finished)
     curves = method_curves(cells)
     steps = sorted({int(c["steps"]) for c in finished} | {s for points in curves.values() for s, _ in points})
@@ -51,8 +57,8 @@ def plot_metric_vs_steps(
                 label = eta_label(eta) + (f" ({skip})" if len(skips) > 1 else "")
                 axes.plot(*zip(*points), marker="o", color=color, label=label, linestyle=["-", "-.", ":"][j % 3])
                 values += [v for _, v in points]
-        reference = sorted((s, v) for (s, e), v in paper_fid.items()
-                           if e == eta and steps and steps[0] <= s <= steps[-1])
+        reference = sorted((s, v) for (s, e), v in dataset_table.items()
+                           if e == eta and eta in reference_etas and steps and steps[0] <= s <= steps[-1])
         if reference:
             axes.plot(*zip(*reference), marker="x", linestyle="--", color=color, alpha=0.6,
                       label=f"paper {eta_label(eta)}")
@@ -82,4 +88,4 @@ def plot_metric_vs_steps(
     return Path(path)
 
 
-__all__ = ["plot_metric_vs_steps"]
+__all__ = ["method_curves", "plot_metric_vs_steps"]

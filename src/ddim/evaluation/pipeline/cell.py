@@ -18,14 +18,15 @@ from tqdm.auto import tqdm
 
 from ddim.data import DATASET_INFO, build_dataset, from_model_range
 from ddim.diffusion import NoiseSchedule
+from ddim.errors import InputError
 from ddim.models import DEFAULT_SCHEDULE, read_checkpoint
+from ddim.sampling import fast_model, generate, reconstruct, to_uint8
 from ddim.utils import atomic_write_text, exclusive_lock
 
-from .features import build_feature_extractor, metric_name
-from .generate import SamplerSettings, fast_model, generate, reconstruct
+from ..metrics.features import build_feature_extractor, metric_name
+from ..metrics.statistics import FeatureStats, extract_features, fid_from_stats, kid_from_features, reference_stats
 from .plan import CellPlan
-from .stats import FeatureStats, extract_features, fid_from_stats, kid_from_features, reference_stats, to_uint8
-from .store import done_indices, read_chunks, save_chunk, write_samples
+from .store import done_indices, iter_chunks, read_chunks, save_chunk, write_samples
 
 log = logging.getLogger(__name__)
 
@@ -59,23 +60,23 @@ def run_shard(fabric: Fabric, plan: CellPlan) -> None:
     """This process's share: every world_size-th missing index, in batches, features (and MSEs) to disk."""
     model, schedule, _ = load_model(plan, fabric.device)
     shape = image_shape(model)
-    model = fast_model(model, fabric.device, compile=plan.compile, channels_last=plan.channels_last,
-                       cuda_graphs=plan.cuda_graphs, bf16=plan.bf16)
-    extractor = build_feature_extractor(plan.extractor, plan.weights, fabric.device)
+    model = fast_model(model, fabric.device, compile=plan.eval.compile, channels_last=plan.eval.channels_last,
+                       cuda_graphs=plan.eval.cuda_graphs, bf16=plan.eval.bf16)
+    extractor = build_feature_extractor(plan.extractor, plan.fid.weights, fabric.device)
     rank, world = fabric.global_rank, fabric.world_size
 
     sample_dir = plan.work_dir("features")
-    todo = sorted(set(range(plan.num_samples)) - done_indices(sample_dir))[rank::world]
+    todo = sorted(set(range(plan.eval.num_samples)) - done_indices(sample_dir))[rank::world]
     # every rank splits the same list: none may write a batch before all have read what is done
     fabric.barrier()
-    for batch in tqdm(list(chunks(todo, plan.batch_size)), desc=f"sampling {plan.settings.label} S={plan.settings.steps}",
+    for batch in tqdm(list(chunks(todo, plan.eval.batch_size)), desc=f"sampling {plan.sampler.label} S={plan.sampler.steps}",
                       disable=rank != 0, unit="batch"):
         start = time.perf_counter()
-        images = to_uint8(generate(model, schedule, plan.settings, batch, plan.seed, shape, fabric.device, plan.bf16))
-        features = extract_features(extractor, images).cpu().numpy().astype(np.float64)
+        images = to_uint8(generate(model, schedule, plan.sampler, batch, plan.seed, shape, fabric.device, plan.eval.bf16))
+        features = extract_features(extractor, images).cpu().numpy()  # float32, as the extractor made them
         # each image's share of its batch's time: sampling throughput without start-up or reconstruction
         seconds = np.full(len(batch), (time.perf_counter() - start) / len(batch))
-        arrays = {"images": images.permute(0, 2, 3, 1).cpu().numpy()} if plan.save_samples else {}
+        arrays = {"images": images.permute(0, 2, 3, 1).cpu().numpy()} if plan.eval.save_samples else {}
         save_chunk(sample_dir, batch, features=features, seconds=seconds, **arrays)
 
     if plan.recon_samples > 0:
@@ -84,10 +85,10 @@ def run_shard(fabric: Fabric, plan: CellPlan) -> None:
         recon_dir = plan.work_dir("reconstruction")
         todo = sorted(set(range(plan.recon_samples)) - done_indices(recon_dir))[rank::world]
         fabric.barrier()
-        for batch in tqdm(list(chunks(todo, plan.batch_size)), desc="reconstruction", disable=rank != 0, unit="batch"):
+        for batch in tqdm(list(chunks(todo, plan.eval.batch_size)), desc="reconstruction", disable=rank != 0, unit="batch"):
             x0 = torch.stack([test[i] for i in batch]).to(fabric.device)
-            _, decoded = reconstruct(model, schedule, x0, plan.settings.steps, plan.settings.skip, plan.bf16,
-                                     plan.settings.method)
+            _, decoded = reconstruct(model, schedule, x0, plan.sampler.steps, plan.sampler.skip, plan.eval.bf16,
+                                     plan.sampler.method)
             # Table 2's error: per-dimension MSE with images in [0, 1]
             mse = (from_model_range(decoded) - from_model_range(x0)).square().flatten(1).mean(1)
             save_chunk(recon_dir, batch, mse=mse.cpu().numpy().astype(np.float64))
@@ -96,36 +97,38 @@ def run_shard(fabric: Fabric, plan: CellPlan) -> None:
 
 def launch(plan: CellPlan) -> None:
     """Runs `run_shard` on `devices` processes (spawned, so it works inside a Hydra multirun) or inline."""
-    strategy = "ddp_spawn" if plan.devices > 1 else "auto"
-    fabric = Fabric(accelerator=plan.accelerator, devices=plan.devices, strategy=strategy)
+    strategy = "ddp_spawn" if plan.fabric.devices > 1 else "auto"
+    fabric = Fabric(accelerator=plan.fabric.accelerator, devices=plan.fabric.devices, strategy=strategy)
     # Lightning walks launch arguments as collections and refuses frozen dataclasses: send plain dicts
     fabric.launch(_run_shard_from_dict, asdict(plan))
 
 
 def _run_shard_from_dict(fabric: Fabric, plan: dict[str, Any]) -> None:
-    run_shard(fabric, CellPlan(**{**plan, "settings": SamplerSettings(**plan["settings"])}))
+    run_shard(fabric, CellPlan.from_dict(plan))
 
 
 def score(plan: CellPlan, reference: FeatureStats) -> dict[str, Any]:
     """The cell's metrics from its finished chunk files: FID (or FD), KID, throughput and reconstruction MSE."""
     out = Path(plan.out_dir)
-    features = read_chunks(plan.work_dir("features"), "features", plan.num_samples)
-    generated = FeatureStats.from_features(features)
+    generated = FeatureStats()  # running sums: O(D²) memory whatever N
+    for _, rows in iter_chunks(plan.work_dir("features"), "features", plan.eval.num_samples):
+        generated.update(rows)
     result: dict[str, Any] = {"value": fid_from_stats(generated.mu, generated.sigma, reference.mu, reference.sigma)}
     # images/s of one process; the cell as a whole runs about `devices` times that
-    result["images_per_second"] = 1.0 / read_chunks(plan.work_dir("features"), "seconds", plan.num_samples).mean()
-    if plan.kid_subsets > 0:
-        size = min(plan.kid_subset_size, len(features), reference.num_samples)
-        result["kid_mean"], result["kid_std"] = kid_from_features(features, reference.features, plan.kid_subsets, size)
+    result["images_per_second"] = 1.0 / read_chunks(plan.work_dir("features"), "seconds", plan.eval.num_samples).mean()
+    if plan.fid.kid_subsets > 0:  # KID draws subsets, so it reads the features whole, as stored (float32)
+        features = read_chunks(plan.work_dir("features"), "features", plan.eval.num_samples)
+        size = min(plan.fid.kid_subset_size, len(features), reference.num_samples)
+        result["kid_mean"], result["kid_std"] = kid_from_features(features, reference.features, plan.fid.kid_subsets, size)
     if plan.recon_samples > 0:
         recon_dir = plan.work_dir("reconstruction")
         result["recon_mse"] = float(read_chunks(recon_dir, "mse", plan.recon_samples).mean())
-    if plan.save_samples:
-        write_samples(out, read_chunks(plan.work_dir("features"), "images", plan.num_samples))
+    if plan.eval.save_samples:
+        write_samples(out, read_chunks(plan.work_dir("features"), "images", plan.eval.num_samples))
     return result
 
 
-def evaluate(plan: CellPlan) -> dict[str, Any]:
+def run_cell(plan: CellPlan) -> dict[str, Any]:
     """Runs the cell unless metrics.json already holds a finished run of the same key. One process at a time: a
     cell whose lock another process holds raises CellBusy at once (two sweeps on one folder share the work)."""
     lock = Path(plan.out_dir) / ".cell.lock"
@@ -148,21 +151,18 @@ def _evaluate_unlocked(plan: CellPlan) -> dict[str, Any]:
             return previous
     # everything that can be wrong is found here, before any sampling
     model, schedule, _ = load_model(plan)
-    plan.settings.validate(schedule.T)
-    if plan.num_samples < 2:
-        raise ValueError(f"eval.num_samples={plan.num_samples}; expected at least 2 for a Fréchet distance")
+    plan.sampler.validate(schedule.T)
     shape = image_shape(model)
     if plan.dataset.get("resolution") != shape[1]:
-        raise ValueError(f"dataset resolution {plan.dataset.get('resolution')} does not match the model's {shape[1]}")
-    main_device = "cuda" if torch.cuda.is_available() and plan.accelerator in ("auto", "gpu", "cuda") else "cpu"
-    extractor = build_feature_extractor(plan.extractor, plan.weights, main_device)
+        raise InputError(f"dataset resolution {plan.dataset.get('resolution')} does not match the model's {shape[1]}")
+    extractor = build_feature_extractor(plan.extractor, plan.fid.weights, plan.fabric.main_device())
     train_split = DATASET_INFO[plan.dataset["name"]]["train_split"]
     reference = reference_stats(
         build_dataset(plan.dataset["name"], plan.dataset.get("root"), train_split, plan.dataset["resolution"]),
-        extractor, plan.extractor, plan.cache_dir,
+        extractor, plan.extractor, plan.fid.cache_dir,
         key={"dataset": plan.dataset["name"], "split": train_split, "resolution": plan.dataset["resolution"],
              "extractor": plan.extractor},
-        batch_size=plan.batch_size,
+        batch_size=plan.eval.batch_size,
     )
     if plan.recon_samples > 0:
         test_split = DATASET_INFO[plan.dataset["name"]]["test_split"]
@@ -175,11 +175,12 @@ def _evaluate_unlocked(plan: CellPlan) -> dict[str, Any]:
     seconds = time.perf_counter() - start
     result = score(plan, reference)
     metrics = {
-        "status": "ok", "dataset": plan.dataset["name"], "steps": plan.settings.steps, "eta": plan.settings.eta,
-        "skip": plan.settings.skip, "method": plan.settings.method, "metric": metric_name(plan.extractor), **result,
-        "recon_mse": result.get("recon_mse"), "num_samples": plan.num_samples, "nfe": plan.settings.nfe(schedule.T),
+        "status": "ok", "dataset": plan.dataset["name"], "steps": plan.sampler.steps, "eta": plan.sampler.eta,
+        "skip": plan.sampler.skip, "method": plan.sampler.method, "metric": metric_name(plan.extractor), **result,
+        "recon_mse": result.get("recon_mse"), "num_samples": plan.eval.num_samples,
+        "recon_samples": plan.recon_samples, "ema": plan.ema, "nfe": plan.sampler.nfe(schedule.T),
         "seconds": round(seconds, 3),
-        "devices": plan.devices, "ckpt": plan.ckpt, "key": key,
+        "devices": plan.fabric.devices, "ckpt": plan.ckpt, "key": key,
     }
     atomic_write_text(metrics_path, json.dumps(metrics, indent=2))
     return metrics
@@ -197,4 +198,4 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-__all__ = ["CellBusy", "CellPlan", "evaluate", "launch", "load_model", "run_shard", "score", "write_failure"]
+__all__ = ["CellBusy", "CellPlan", "run_cell", "launch", "load_model", "run_shard", "score", "write_failure"]

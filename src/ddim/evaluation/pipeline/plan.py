@@ -1,45 +1,48 @@
-"""What one cell of the S × η grid is: its settings, the key that says when it is finished, and its work folders."""
+"""What one cell of the S × η grid is: the options it runs with (the config groups' own dataclasses), the key that
+says when it is finished, and its work folders."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ddim.sampling import SamplerSettings
 from ddim.utils.noise import NOISE_VERSION
 
-from .generate import SamplerSettings
+from .options import EvalOptions, FabricOptions, FidOptions
 
 
 @dataclass
 class CellPlan:
-    """Everything a worker process needs to do its share of a cell; plain values, so it pickles."""
+    """Everything a worker process needs to do its share of a cell; plain values, so it pickles. `extractor` is the
+    resolved fid.extractor and `recon_samples` the number of test images this cell reconstructs (0 where η ≠ 0 with
+    eval.recon_only_eta0, or the method has no encoder)."""
 
     ckpt: str
-    settings: SamplerSettings
     out_dir: str
     dataset: dict[str, Any]
     extractor: str
-    num_samples: int
-    batch_size: int
+    sampler: SamplerSettings
+    eval: EvalOptions = field(default_factory=EvalOptions)
+    fid: FidOptions = field(default_factory=FidOptions)
+    fabric: FabricOptions = field(default_factory=FabricOptions)
     seed: int = 0
     ema: bool = True
     trust_pickle: bool = False
-    weights: str | None = None
     recon_samples: int = 0
-    kid_subsets: int = 100
-    kid_subset_size: int = 1000
-    save_samples: bool = False
-    bf16: bool = False
-    compile: bool = False
-    channels_last: bool = False
-    cuda_graphs: bool = False
-    accelerator: str = "auto"
-    devices: int = 1
-    cache_dir: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> CellPlan:
+        """The inverse of dataclasses.asdict (what a spawned worker receives)."""
+        nested = {"sampler": SamplerSettings, "eval": EvalOptions, "fid": FidOptions, "fabric": FabricOptions}
+        return cls(**{k: nested[k](**v) if k in nested and isinstance(v, dict) else v for k, v in values.items()})
+
+    def replace(self, **changes: Any) -> CellPlan:
+        return dataclasses.replace(self, **changes)
 
     @property
     def image_key(self) -> dict[str, Any]:
@@ -48,12 +51,12 @@ class CellPlan:
         bf16 changes images beyond rounding, the other speed options (compile, channels_last, CUDA graphs) do not."""
         return {
             "ckpt": str(Path(self.ckpt).resolve()), "ckpt_stamp": file_stamp(self.ckpt), "ema": self.ema,
-            "steps": self.settings.steps,
-            "eta": self.settings.eta, "skip": self.settings.skip, "clip_denoised": self.settings.clip_denoised,
-            "seed": self.seed, "extractor": self.extractor, "save_samples": self.save_samples,
-            "noise": NOISE_VERSION, "bf16": self.bf16,
+            "steps": self.sampler.steps,
+            "eta": self.sampler.eta, "skip": self.sampler.skip, "clip_denoised": self.sampler.clip_denoised,
+            "seed": self.seed, "extractor": self.extractor, "save_samples": self.eval.save_samples,
+            "noise": NOISE_VERSION, "bf16": self.eval.bf16,
             # only when not ddim, so the keys (and cached work) of cells from before methods existed still hold
-            **({"method": self.settings.method} if self.settings.method != "ddim" else {}),
+            **({"method": self.sampler.method} if self.sampler.method != "ddim" else {}),
         }
 
     def work_dir(self, kind: str) -> Path:
@@ -64,7 +67,7 @@ class CellPlan:
     @property
     def key(self) -> dict[str, Any]:
         """What identifies a finished cell: rerunning with the same key skips it."""
-        return {**self.image_key, "num_samples": self.num_samples, "recon_samples": self.recon_samples,
+        return {**self.image_key, "num_samples": self.eval.num_samples, "recon_samples": self.recon_samples,
                 "dataset": self.dataset.get("name")}
 
 

@@ -12,17 +12,15 @@ from omegaconf import DictConfig
 
 from ddim.data import DATASET_INFO, build_dataset
 from ddim.diffusion import encode, sample
+from ddim.sampling import SamplerSettings, consistency_grid_from_columns, generate, interpolation_grid, save_image_grid
 from ddim.utils.noise import CounterNoise
 
+from ..report.cells import load_cells
+from ..report.tables import format_table, write_results
 from .cell import image_shape, load_model
-from .figures import consistency_grid_from_columns, interpolation_grid, save_image_grid
-from .generate import SamplerSettings, generate
-from .results import load_cells
-from .tables import format_table, write_results
 from .task import plan_from_config
 
 log = logging.getLogger(__name__)
-PAPER_TABLE1 = Path(__file__).parent / "paper" / "paper_table1_fid.csv"
 
 
 class SweepResults(Callback):
@@ -41,7 +39,7 @@ def collect_sweep(sweep_dir: Path, config: DictConfig | None = None) -> list[Pat
     if not cells:
         log.warning("no metrics.json under %s: nothing to tabulate", sweep_dir)
         return []
-    paths = write_results(sweep_dir, cells, paper=PAPER_TABLE1)
+    paths = write_results(sweep_dir, cells)
     print(format_table(cells))
     print(f"\nresults: {sweep_dir / 'results.md'}")
     if config is None:
@@ -69,7 +67,7 @@ def make_figures(config: DictConfig, cells: list[dict[str, Any]], sweep_dir: Pat
     if not finished:
         return []
     plan = plan_from_config(config, str(sweep_dir))
-    device = torch.device("cuda" if torch.cuda.is_available() and plan.accelerator in ("auto", "gpu", "cuda") else "cpu")
+    device = torch.device(plan.fabric.main_device())
     model, schedule, _ = load_model(plan, device)
     shape = image_shape(model)
     skip = finished[0].get("skip", "uniform")

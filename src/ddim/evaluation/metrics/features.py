@@ -9,7 +9,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,10 +16,11 @@ from torch_fidelity import FeatureExtractorBase, register_feature_extractor
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from ddim.data.datasets import digits_split_indices
+from ddim.data.datasets import digits_arrays
+from ddim.errors import InputError, MissingInputError
+from ddim.sampling.pixels import to_uint8
 from ddim.utils import atomic_torch_save
 
-from .pixels import to_uint8
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,6 @@ DIGITS = "digits-classifier"
 DIGITS_CONV = "digits-classifier-conv"
 # Bump when the architecture, training recipe or split changes: it is part of the weights' and statistics' cache keys.
 DIGITS_VERSION = "v1"
-DIGITS_NUM_IMAGES = 1797
 DIGITS_SEED = 0
 METRIC_NAMES = {INCEPTION: "fid", DIGITS: "fd_digits", DIGITS_CONV: "fd_digits_conv"}
 # Channels each extractor's forward expects; gray images are repeated to 3 channels for Inception.
@@ -47,20 +46,8 @@ def default_cache_dir() -> Path:
 def metric_name(extractor_name: str) -> str:
     """The name a Fréchet distance gets in every output: "fid" only for Inception features."""
     if extractor_name not in METRIC_NAMES:
-        raise ValueError(f"unknown feature extractor {extractor_name!r}; expected one of {', '.join(METRIC_NAMES)}")
+        raise InputError(f"unknown feature extractor {extractor_name!r}; expected one of {', '.join(METRIC_NAMES)}")
     return METRIC_NAMES[extractor_name]
-
-
-def digits_arrays(split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """The split's images in model range [-1, 1] as float32 [N, 1, 8, 8] (x/16·2 − 1) and their int64 labels."""
-    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
-
-    digits = load_digits()
-    if len(digits.images) != DIGITS_NUM_IMAGES:
-        raise RuntimeError(f"sklearn's digits has {len(digits.images)} images; expected {DIGITS_NUM_IMAGES}")
-    index = digits_split_indices(split)
-    images = torch.from_numpy(digits.images[index].astype(np.float32)).unsqueeze(1) / 16 * 2 - 1
-    return images, torch.from_numpy(digits.target[index].astype(np.int64))
 
 
 class DigitsClassifier(nn.Module):
@@ -136,7 +123,7 @@ def load_digits_classifier(
     model = DigitsClassifier()
     path = Path(weights_path) if weights_path else digits_weights_path(cache_dir)
     if weights_path and not path.is_file():
-        raise FileNotFoundError(f"digits classifier weights {path}: no such file")
+        raise MissingInputError(f"digits classifier weights {path}: no such file")
     if path.is_file():
         model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return model.eval().requires_grad_(False)
@@ -169,11 +156,8 @@ class FeatureExtractorDigits(FeatureExtractorBase):
     ) -> None:
         super().__init__(name, list(features_list))
         self.classifier = load_digits_classifier(feature_extractor_weights_path, cache_dir)
-        digest = hashlib.sha1()
-        for tensor in self.classifier.state_dict().values():
-            digest.update(tensor.cpu().numpy().tobytes())
         # identifies these exact weights in reference-statistics cache keys
-        self.cache_tag = f"{DIGITS}-{DIGITS_VERSION}-{digest.hexdigest()[:8]}"
+        self.cache_tag = f"{DIGITS}-{DIGITS_VERSION}-{weights_digest(self.classifier)}"
         self.requires_grad_(False)
         self.eval()
 
@@ -225,8 +209,18 @@ for _name, _cls in ((DIGITS, FeatureExtractorDigits), (DIGITS_CONV, FeatureExtra
         register_feature_extractor(_name, _cls)
 
 
-def _inception_error(what: str) -> RuntimeError:
-    return RuntimeError(f"InceptionV3 FID weights {what}: pass fid.weights=PATH to a local copy of {URL_INCEPTION_V3}")
+def weights_digest(module: nn.Module) -> str:
+    """A short hash of every parameter and buffer, by name: the same weights give the same digest, whatever file
+    they came from (≈0.3 s for Inception's 24M parameters, once per cell)."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def _inception_error(what: str) -> InputError:
+    return InputError(f"InceptionV3 FID weights {what}: pass fid.weights=PATH to a local copy of {URL_INCEPTION_V3}")
 
 
 def _unreadable(path: Path) -> str | None:
@@ -244,7 +238,7 @@ def build_feature_extractor(
     """A ready torch-fidelity extractor on `device` for the metric's default layer (Inception "2048", digits "64").
     Missing or unreadable weights fail here, in one line, before any sampling."""
     if name not in METRIC_NAMES:
-        raise ValueError(f"unknown feature extractor {name!r}; expected one of {', '.join(METRIC_NAMES)}")
+        raise InputError(f"unknown feature extractor {name!r}; expected one of {', '.join(METRIC_NAMES)}")
     if weights_path in (None, ""):  # an empty fid.weights= override means "not given"
         weights_path = None
     else:
@@ -253,7 +247,7 @@ def build_feature_extractor(
         if problem and name == INCEPTION:
             raise _inception_error(f"fid.weights={weights_path}: {problem}")
         if problem:
-            raise FileNotFoundError(f"fid.weights={weights_path}: {problem} (digits classifier weights)")
+            raise MissingInputError(f"fid.weights={weights_path}: {problem} (digits classifier weights)")
         weights_path = str(path)
     cls = FEATURE_EXTRACTORS_REGISTRY[name]
     layer = cls.get_default_feature_layer_for_metric("fid")
@@ -266,6 +260,9 @@ def build_feature_extractor(
         what = "could not be downloaded" if weights_path is None else f"fid.weights={weights_path} could not be loaded"
         detail = (str(error).splitlines() or [""])[0]
         raise _inception_error(f"{what} ({type(error).__name__}: {detail})") from error
+    # reference statistics are keyed by these weights, so a wrong weights file that happens to load never reads
+    # (or poisons) the statistics of the right one
+    extractor.cache_tag = f"{INCEPTION}-{weights_digest(extractor)}"
     return extractor.to(device)
 
 
@@ -285,6 +282,6 @@ def match_channels(images: torch.Tensor, channels: int | None) -> torch.Tensor:
 
 __all__ = [
     "DIGITS", "DIGITS_VERSION", "INCEPTION", "DigitsClassifier", "FeatureExtractorDigits", "build_feature_extractor",
-    "default_cache_dir", "digits_accuracy", "digits_arrays", "digits_split_indices", "digits_weights_path",
+    "default_cache_dir", "digits_accuracy", "digits_weights_path",
     "input_channels", "load_digits_classifier", "match_channels", "metric_name", "train_digits_classifier",
 ]

@@ -10,11 +10,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ddim.data import DATASET_INFO, check_available
+from ddim.errors import InputError, MissingInputError
 from ddim.models import check_torch_file, read_checkpoint, read_hyper_parameters, resolve_pretrained
 
-from .cell import CellBusy, evaluate, write_failure
-from .features import DIGITS_CONV, INCEPTION
-from .generate import SamplerSettings
+from ..metrics.features import DIGITS_CONV, INCEPTION
+from .cell import CellBusy, run_cell, write_failure
+from .options import GROUPS
 from .plan import CellPlan
 
 log = logging.getLogger(__name__)
@@ -25,12 +26,12 @@ def resolve_ckpt(cfg: DictConfig) -> str:
     if cfg.get("ckpt"):
         path = Path(str(cfg.ckpt)).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"ckpt={cfg.ckpt}: no such file or folder; expected a checkpoint of this project, "
+            raise MissingInputError(f"ckpt={cfg.ckpt}: no such file or folder; expected a checkpoint of this project, "
                                     f"published DDPM weights, or a diffusers folder")
         return str(path)
     if cfg.get("pretrained"):
         return str(resolve_pretrained(cfg.pretrained.name, cfg.pretrained.get("root"), ema=bool(cfg.ema)))
-    raise ValueError("no model given: pass ckpt=PATH (a checkpoint) or pretrained=NAME (cifar10, celeba, lsun_church, lsun_bedroom)")
+    raise InputError("no model given: pass ckpt=PATH (a checkpoint) or pretrained=NAME (cifar10, celeba, lsun_church, lsun_bedroom)")
 
 
 def dataset_for(cfg: DictConfig, ckpt: str) -> dict[str, Any]:
@@ -50,42 +51,39 @@ def dataset_for(cfg: DictConfig, ckpt: str) -> dict[str, Any]:
         if not data:
             # a file that is no checkpoint at all says so here, rather than being asked for its data set
             read_checkpoint(ckpt, ema=bool(cfg.ema), trust_pickle=bool(cfg.trust_pickle))
-            raise ValueError(f"ckpt={ckpt} does not say which data set it was trained on; pass dataset=NAME")
+            raise InputError(f"ckpt={ckpt} does not say which data set it was trained on; pass dataset=NAME")
     return {k: data[k] for k in ("name", "root", "resolution") if k in data}
 
 
+def options_from_config(cfg: DictConfig) -> dict[str, Any]:
+    """Each option group's dataclass from the config (the same classes are its schemas), checked when made."""
+    return {group: cls(**OmegaConf.to_container(cfg[group], resolve=True)) for group, cls in GROUPS.items()}
+
+
 def plan_from_config(cfg: DictConfig, out_dir: str) -> CellPlan:
-    settings = SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))
-    if int(cfg.eval.batch_size) < 1:
-        raise ValueError(f"eval.batch_size={cfg.eval.batch_size}; expected a positive integer")
+    options = options_from_config(cfg)
+    sampler, fid, evaluation = options["sampler"], options["fid"], options["eval"]
     ckpt = resolve_ckpt(cfg)
     if Path(ckpt).is_file() and Path(ckpt).suffix != ".safetensors":
         check_torch_file(ckpt)  # an empty, cut-short or non-torch file says so before anything else is asked
     dataset = dataset_for(cfg, ckpt)
     check_available(dataset["name"], dataset.get("root"))  # a missing data set is found before any weights load
-    extractor = cfg.fid.extractor
+    extractor = fid.extractor
     if extractor == "auto":
         extractor = DIGITS_CONV if dataset["name"] == "digits" else INCEPTION
-    recon = int(cfg.eval.recon_samples)
-    if (cfg.eval.recon_only_eta0 and settings.eta != 0) or not settings.can_encode:
+    recon = evaluation.recon_samples
+    if (evaluation.recon_only_eta0 and sampler.eta != 0) or not sampler.can_encode:
         recon = 0
-    return CellPlan(
-        ckpt=ckpt, settings=settings, out_dir=out_dir, dataset=dataset, extractor=extractor,
-        num_samples=int(cfg.eval.num_samples), batch_size=int(cfg.eval.batch_size), seed=int(cfg.seed),
-        ema=bool(cfg.ema), trust_pickle=bool(cfg.trust_pickle), weights=cfg.fid.weights, recon_samples=recon,
-        kid_subsets=int(cfg.fid.kid_subsets), kid_subset_size=int(cfg.fid.kid_subset_size),
-        save_samples=bool(cfg.eval.save_samples), bf16=bool(cfg.eval.bf16), compile=bool(cfg.eval.compile),
-        channels_last=bool(cfg.eval.channels_last), cuda_graphs=bool(cfg.eval.cuda_graphs),
-        accelerator=str(cfg.trainer.accelerator), devices=int(cfg.trainer.devices), cache_dir=cfg.fid.cache_dir,
-    )
+    return CellPlan(ckpt=ckpt, out_dir=out_dir, dataset=dataset, extractor=extractor, **options, seed=int(cfg.seed),
+                    ema=bool(cfg.ema), trust_pickle=bool(cfg.trust_pickle), recon_samples=recon)
 
 
-def evaluate_task(cfg: DictConfig, out_dir: str, multirun: bool = False, group: str | None = None) -> dict[str, Any]:
+def run_evaluation(cfg: DictConfig, out_dir: str, multirun: bool = False, group: str | None = None) -> dict[str, Any]:
     """Runs one cell. In a multirun a failure is written to metrics.json and logged, so the other cells and the
     end-of-sweep table still happen; in a single run it propagates."""
     try:
         plan = plan_from_config(cfg, out_dir)
-        metrics = evaluate(plan)
+        metrics = run_cell(plan)
     except CellBusy as error:
         if not multirun:
             raise

@@ -1,0 +1,1 @@
+"""Metrics: feature extractors (torch-fidelity's Inception, the digits classifier) and Fréchet-distance statistics."""
