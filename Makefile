@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # torch/torchvision pinned to the releases on this machine's disk; elsewhere override, e.g. TORCH="torch torchvision"
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-all demo bench clean
+.PHONY: install test test-lowest test-all demo bench clean
 
 install: $(VENV)/.installed
 
@@ -17,6 +17,26 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 test: install
 	$(PY) -m pytest -q
+
+# The fast tests (-m "not slow") against the lowest versions pyproject.toml allows, in $(LOWEST) (git-ignored): uv
+# resolves each direct dependency to its lower bound (--resolution lowest-direct; what they pull in gets the newest
+# that fits) and syncs the venv to exactly that list, $(LOWEST)/requirements.txt. torch and torchvision stay at
+# $(TORCH), installed with pip like `make install`: older torch wheels are gigabytes each, so torch>=2.4 and
+# torchvision>=0.19 are the two bounds this does not exercise.
+LOWEST ?= .venv-lowest
+LOWEST_PY := $(LOWEST)/bin/python
+UV := $(LOWEST)/uv/bin/uv
+test-lowest:
+	test -x $(LOWEST_PY) || $(PYTHON) -m venv $(LOWEST)
+	test -x $(UV) || $(PYTHON) -m pip install -q --target $(LOWEST)/uv uv
+	$(LOWEST_PY) -m pip install -q $(TORCH)
+	printf '%s\n' $(TORCH) > $(LOWEST)/torch.txt
+	$(UV) pip compile -q pyproject.toml --extra dev --resolution lowest-direct -c $(LOWEST)/torch.txt \
+		--python $(LOWEST_PY) -o $(LOWEST)/requirements.txt
+	$(UV) pip sync -q --python $(LOWEST_PY) $(LOWEST)/requirements.txt
+	$(UV) pip install -q --python $(LOWEST_PY) --no-deps -e .
+	@echo "lowest: $$(awk '/^[^ #]/{p=$$0} /ddim \(pyproject.toml\)/{print p}' $(LOWEST)/requirements.txt | paste -sd' ')"
+	$(LOWEST_PY) -m pytest -q -m "not slow"
 
 # The demo: train on the built-in digits (CPU, ~5 min), then the S × η sweep with tables and figures (~6 min)
 DEMO := outputs/demo
