@@ -2,6 +2,9 @@
 
 import os
 import tempfile
+from pathlib import Path
+
+import pytest
 
 _scratch = tempfile.mkdtemp(prefix="ddim-tests-")
 os.environ["DDIM_CACHE"] = os.path.join(_scratch, "cache")  # digits classifier, reference statistics
@@ -10,3 +13,14 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 os.environ["HYDRA_FULL_ERROR"] = "1"
 os.environ.setdefault("MPLCONFIGDIR", os.path.join(_scratch, "matplotlib"))
+
+
+E2E = Path(__file__).resolve().parent / "e2e"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Everything under tests/e2e/ is slow: it runs train.py/evaluate.py as subprocesses, and its session fixture
+    `checkpoint` trains a model. Slow tests elsewhere carry their own @pytest.mark.slow."""
+    for item in items:
+        if E2E in Path(item.path).resolve().parents:
+            item.add_marker(pytest.mark.slow)

@@ -102,6 +102,7 @@ def lightning_checkpoint(raw: UNet, ema_state: dict[str, torch.Tensor]) -> dict:
             "pytorch-lightning_version": "2.5.0"}
 
 
+@pytest.mark.slow
 def test_lightning_checkpoint_picks_ema_unless_told(tmp_path):
     raw = tiny(0)
     ema_state = perturbed(raw, 1)
@@ -150,6 +151,7 @@ def official_checkpoint(raw: UNet, ema_state: dict[str, torch.Tensor] | None) ->
     return states + [ema_state] if ema_state is not None else states
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ema_prefix", ["", "module."])
 def test_official_list_picks_the_ema_entry(tmp_path, ema_prefix):
     raw = tiny(0)
@@ -347,6 +349,7 @@ def test_missing_and_unreadable_files_are_one_clear_line(tmp_path):
 
 # conversion ----------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_convert_cli_round_trip_of_an_official_checkpoint(tmp_path):
     raw = tiny(0)
     ema_state = perturbed(raw, 1)

@@ -72,6 +72,7 @@ def test_state_dict_has_the_reference_names_and_shapes():
     assert sum(k.endswith(".weight") for k in state) == len(list(meta_unet().parameters())) // 2
 
 
+@pytest.mark.slow
 def test_cifar10_forward_keeps_the_input_shape():
     model = UNet().eval()
     x = torch.randn(1, 3, 32, 32)

@@ -26,6 +26,7 @@ def test_each_dataset_composes_the_model_for_its_images(tmp_path, dataset):
         assert sum(p.numel() for p in UNet(**cfg.model).parameters()) == PAPER_PARAMETERS[dataset]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("resolution, levels", [(32, [1, 2, 2, 2]), (64, [1, 2, 2, 2, 4]), (256, [1, 1, 2, 2, 4, 4])])
 def test_folder_model_follows_the_folder_resolution(tmp_path, resolution, levels):
     cfg = compose_config("train", tmp_path, ["dataset=folder", "dataset.root=/x", f"dataset.resolution={resolution}"])

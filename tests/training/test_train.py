@@ -45,6 +45,7 @@ def test_train_writes_checkpoint_and_grid_then_resumes_with_step_and_ema(tmp_pat
     assert resumed["optimizer_states"][0]["state"][0]["step"].item() == 6
 
 
+@pytest.mark.slow
 def test_logger_none_trains_samples_and_checkpoints_through_the_cli(tmp_path):
     # the config's LearningRateMonitor has nothing to log to: train drops it rather than refusing to start
     done = subprocess.run([sys.executable, "train.py", *TINY_TRAIN, "logger=none", "trainer.max_steps=2",
@@ -56,6 +57,7 @@ def test_logger_none_trains_samples_and_checkpoints_through_the_cli(tmp_path):
     assert not (tmp_path / "csv").exists() and not (tmp_path / "wandb").exists()
 
 
+@pytest.mark.slow
 def test_wandb_logger_offline_writes_its_run_and_the_csv_log(tmp_path):
     # logger=wandb is the default: an offline W&B run plus a CSV log, the learning rate in both
     train(tiny_train_config(tmp_path, "logger=wandb", "trainer.max_steps=2"))
@@ -92,6 +94,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
     assert "world_size=2" in done.stdout + done.stderr or "distributed_backend=gloo" in done.stdout + done.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides,message", [
     (["dataset=cifar10", "dataset.root=/no/such/dir", "model=cifar10"], "CIFAR-10 not found under /no/such/dir"),
     (["diffusion.name=sigmoid"], "unknown noise schedule 'sigmoid'"),
@@ -212,6 +215,7 @@ def nan_at(step: int):
     return loss
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     from ddim.training.module import DiffusionModule, NonFiniteLossError
 
@@ -224,6 +228,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     assert all(torch.isfinite(v).all() for v in kept["last.ckpt"]["state_dict"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_nan_loss_with_skip_skips_that_step_and_trains_on(tmp_path, monkeypatch):
     from ddim.training.module import DiffusionModule
 
@@ -248,6 +253,7 @@ def test_wandb_raising_at_start_leaves_the_run_and_its_csv_log(tmp_path, monkeyp
     assert "train/loss" in (tmp_path / "csv" / "metrics.csv").read_text()
 
 
+@pytest.mark.slow
 def test_cosine_lr_decay_ends_the_run_at_zero_and_needs_a_step_limit(tmp_path):
     result = train(tiny_train_config(tmp_path / "run", "module.lr=1e-3", "module.lr_decay=cosine"))
     ckpt = torch.load(result["checkpoint"], weights_only=True)
