@@ -8,11 +8,12 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
 from ddim.training.module import NonFiniteLossError
-from ddim.training.train import error_line, train
+from ddim.training.train import error_line, is_bad_input, train
 from ddim.utils.signals import SIGTERM_EXIT_CODE
 
 # exit codes: 0 done; 1 failed while training (a NaN loss, a full disk), the checkpoints already written kept;
-# 2 bad input, found before training starts; 143 (128 + SIGTERM) stopped by SIGTERM after saving a checkpoint
+# 2 bad input (an InputError: a config value, a path, a checkpoint), one line; 143 (128 + SIGTERM) stopped by
+# SIGTERM after saving a checkpoint. Anything else is a failure to debug: it keeps its traceback (Hydra prints it)
 EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 
 
@@ -20,11 +21,12 @@ EXIT_FAILED, EXIT_BAD_INPUT = 1, 2
 def main(cfg: DictConfig) -> None:
     try:
         result = train(cfg)
-    except (ValueError, FileNotFoundError, InstantiationException) as error:
-        # bad input (config values, paths, checkpoints) is one line, found before training starts
+    except (ValueError, InstantiationException) as error:  # ValueError: InputError, CheckpointError among them
+        if not is_bad_input(error):
+            raise
         print(f"error: {error_line(error)}", file=sys.stderr)
         sys.exit(EXIT_BAD_INPUT)
-    except (NonFiniteLossError, OSError) as error:  # after FileNotFoundError, an OSError too
+    except (NonFiniteLossError, OSError) as error:  # MissingInputError, an OSError too, is caught above
         print(f"error: {error_line(error)}", file=sys.stderr)
         sys.exit(EXIT_FAILED)
     except SIGTERMException:

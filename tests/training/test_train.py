@@ -98,7 +98,7 @@ def test_ddp_on_two_cpu_processes(tmp_path):
 @pytest.mark.parametrize("overrides,message", [
     (["dataset=cifar10", "dataset.root=/no/such/dir", "model=cifar10"], "CIFAR-10 not found under /no/such/dir"),
     (["diffusion.name=sigmoid"], "unknown noise schedule 'sigmoid'"),
-    (["callbacks.sample_grid.eta=-1"], "sampler.eta=-1; expected a number >= 0 or sigma_hat"),
+    (["callbacks.sample_grid.eta=-1"], "sampler.eta=-1; expected a number"),
     (["callbacks.sample_grid.skip=cubic"], "sampler.skip='cubic'; expected one of uniform, quad, trailing"),
     ([f"resume=/no/such.ckpt"], "resume=/no/such.ckpt: no such checkpoint file"),
 ])
@@ -208,8 +208,8 @@ def nan_at(step: int):
 
     original = DiffusionModule.diffusion_loss
 
-    def loss(self, x0):
-        value = original(self, x0)
+    def loss(self, x0, generator=None):
+        value = original(self, x0, generator)
         return value * float("nan") if self.trainer.global_step + 1 == step else value
 
     return loss

@@ -11,7 +11,9 @@ import lightning as L
 import torch
 from torch.optim.swa_utils import AveragedModel
 
+from ddim.data.randomness import STREAM_DIFFUSION, STREAM_DROPOUT, keyed_generator, keyed_global_rng
 from ddim.diffusion import LOSS_WEIGHTINGS, NoiseSchedule, loss_weights, q_sample
+from ddim.errors import InputError
 from ddim.models import UNet
 
 log = logging.getLogger(__name__)
@@ -62,7 +64,12 @@ def antithetic_timesteps(batch_size: int, T: int, device: torch.device, generato
 
 
 class DiffusionModule(L.LightningModule):
-    """Trains ε_θ with L_γ; `self.ema.module` holds the exponential moving average of the weights."""
+    """Trains ε_θ with L_γ; `self.ema.module` holds the exponential moving average of the weights.
+
+    The step's t, ε and dropout come from generators keyed by (seed, global rank, global step): every rank draws its
+    own, and a resumed run draws what the uninterrupted one would have (ddim.data.randomness). A cosine LR decays
+    over `lr_decay_steps`, else over trainer.max_steps of the first fit, a length the checkpoint keeps: a resume
+    with a longer max_steps continues the same curve (at 0 past its end) instead of jumping back up."""
 
     def __init__(
         self,
@@ -80,43 +87,57 @@ class DiffusionModule(L.LightningModule):
         antithetic: bool = True,
         data: dict[str, Any] | None = None,
         nonfinite_loss: str = "stop",
+        lr_decay_steps: int | None = None,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         for name, value in (("lr", lr), ("weight_decay", weight_decay), ("warmup_steps", warmup_steps)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or (name == "lr" and not value):
                 expected = "a positive number" if name == "lr" else "a number >= 0"
-                raise ValueError(f"module.{name}={value!r}; expected {expected}")
+                raise InputError(f"module.{name}={value!r}; expected {expected}")
         if nonfinite_loss not in NONFINITE_LOSS:
-            raise ValueError(f"module.nonfinite_loss={nonfinite_loss!r}; expected one of {', '.join(NONFINITE_LOSS)}")
+            raise InputError(f"module.nonfinite_loss={nonfinite_loss!r}; expected one of {', '.join(NONFINITE_LOSS)}")
         if lr_decay not in LR_DECAYS:
-            raise ValueError(f"module.lr_decay={lr_decay!r}; expected one of {', '.join(LR_DECAYS)}")
+            raise InputError(f"module.lr_decay={lr_decay!r}; expected one of {', '.join(LR_DECAYS)}")
+        if lr_decay_steps is not None and (isinstance(lr_decay_steps, bool) or not isinstance(lr_decay_steps, int)
+                                           or lr_decay_steps < 1):
+            raise InputError(f"module.lr_decay_steps={lr_decay_steps!r}; expected a positive integer (or null)")
         if loss_weighting not in LOSS_WEIGHTINGS:
-            raise ValueError(f"loss_weighting={loss_weighting!r}; expected one of {', '.join(LOSS_WEIGHTINGS)}")
+            raise InputError(f"loss_weighting={loss_weighting!r}; expected one of {', '.join(LOSS_WEIGHTINGS)}")
         if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"ema_decay={ema_decay!r}; expected a value in [0, 1)")
+            raise InputError(f"ema_decay={ema_decay!r}; expected a value in [0, 1)")
         # plain dicts only, so that checkpoints load with torch.load(weights_only=True) and carry the architecture
         self.save_hyperparameters()
-        self.model = UNet(**model)
+        try:
+            self.model = UNet(**model)
+            self.schedule = NoiseSchedule.from_config(schedule)
+        except ValueError as error:  # the U-Net's and the schedule's own checks of their config values
+            raise (error if isinstance(error, InputError) else InputError(str(error))) from None
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_update_fn(ema_decay, ema_warmup), use_buffers=True)
         self.ema.requires_grad_(False)
-        self.schedule = NoiseSchedule.from_config(schedule)
         self.register_buffer("alphas_cumprod", self.schedule.alphas_cumprod.float(), persistent=False)
         weights = loss_weights(self.schedule, loss_weighting, min_snr_gamma).float()
         self.register_buffer("loss_weights", weights, persistent=False)
         self.skipped_steps = 0  # batches whose loss was not finite, with nonfinite_loss=skip
         self._loss_was_finite = True
+        self.lr_decay_length: int | None = None  # the cosine's length, resolved in configure_optimizers
+        self._saved_decay_length: int | None = None  # the one a resumed checkpoint carries
+        self.last_timesteps: torch.Tensor | None = None  # the t and ε the last loss drew (for inspection)
+        self.last_noise: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return self.model(x, t)
 
-    def diffusion_loss(self, x0: torch.Tensor) -> torch.Tensor:
-        """L_γ: γ_t · mean over pixels of ‖ε_θ(x_t, t) − ε‖², averaged over the batch (Ho et al.'s meanflat)."""
+    def diffusion_loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """L_γ: γ_t · mean over pixels of ‖ε_θ(x_t, t) − ε‖², averaged over the batch (Ho et al.'s meanflat); t and ε
+        from `generator` (None: the global RNG)."""
         batch = x0.shape[0]
         if self.hparams.antithetic:
-            t = antithetic_timesteps(batch, self.schedule.T, x0.device)
+            t = antithetic_timesteps(batch, self.schedule.T, x0.device, generator)
         else:
-            t = torch.randint(0, self.schedule.T, (batch,), device=x0.device)
-        noise = torch.randn_like(x0)
+            t = torch.randint(0, self.schedule.T, (batch,), device=x0.device, generator=generator)
+        noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+        self.last_timesteps, self.last_noise = t, noise
         a_t = self.alphas_cumprod[t].reshape(-1, *([1] * (x0.dim() - 1)))
         eps = self.model(q_sample(x0, a_t, noise), t)
         per_sample = (eps.float() - noise).square().flatten(1).mean(1)
@@ -124,23 +145,34 @@ class DiffusionModule(L.LightningModule):
 
     def training_step(self, batch: torch.Tensor | tuple | list, batch_idx: int) -> torch.Tensor | None:
         x0 = batch[0] if isinstance(batch, (tuple, list)) else batch
-        loss = self.diffusion_loss(x0)
-        if not torch.isfinite(loss):
+        key = (self.hparams.seed, self.global_rank, self.trainer.global_step)
+        with keyed_global_rng(x0.device, key[0], STREAM_DROPOUT, *key[1:]):
+            loss = self.diffusion_loss(x0, keyed_generator(x0.device, key[0], STREAM_DIFFUSION, *key[1:]))
+        finite_here = bool(torch.isfinite(loss))
+        # every rank decides together (one all-reduce): a rank that skipped alone would leave the others waiting
+        # in the gradient all-reduce, and one that stopped alone would leave them hanging
+        if not self.trainer.strategy.reduce_boolean_decision(finite_here, all=True):
             step = self.trainer.global_step + 1  # the step this batch would have made
+            what = f"loss is {loss.item()}" if not finite_here else "the loss of another process is not finite"
             if self.hparams.nonfinite_loss == "stop":
                 raise NonFiniteLossError(
-                    f"loss is {loss.item()} at step {step}; stopped before the optimizer used it. The checkpoints "
+                    f"{what} at step {step}; stopped before the optimizer used it. The checkpoints "
                     f"already written are kept (resume=.../last.ckpt); module.nonfinite_loss=skip skips such steps")
             self.skipped_steps += 1
             self._loss_was_finite = False
-            log.warning("loss is %s at step %d: step skipped (%d so far)", loss.item(), step, self.skipped_steps)
+            log.warning("%s at step %d: step skipped on every process (%d so far)", what, step, self.skipped_steps)
             self.log("train/skipped_steps", float(self.skipped_steps), on_step=True, on_epoch=False)
-            # Lightning then runs no backward, so the optimizer has no gradients and changes nothing; the step
-            # still counts (global step, LR schedule), and the EMA is not updated
-            return None
+            # not None, which Lightning refuses under DDP: a loss with a zero gradient for every parameter, so every
+            # rank joins the same gradient all-reduce; on_before_optimizer_step then drops the gradients, and Adam
+            # leaves weights and state as they were. The step still counts (global step, LR), the EMA is not updated
+            return torch.stack([p.sum() for p in self.model.parameters()]).sum() * 0.0
         self._loss_was_finite = True
         self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x0.shape[0])
         return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        if not self._loss_was_finite:
+            optimizer.zero_grad(set_to_none=True)  # Adam skips parameters without a gradient
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         """The optimizer step, then the EMA update: both inside the step, so that what callbacks see at the end of
@@ -155,13 +187,48 @@ class DiffusionModule(L.LightningModule):
             weight_decay=self.hparams.weight_decay,
         )
         warmup, decay = self.hparams.warmup_steps, self.hparams.get("lr_decay", "constant")
-        total = self.trainer.max_steps
-        if decay != "constant" and total < 1:
-            raise ValueError(f"module.lr_decay={decay} decays to 0 at trainer.max_steps, which is {total}; "
-                             f"set trainer.max_steps (or module.lr_decay=constant)")
+        self.lr_decay_length = self._decay_length(decay)
+        # the length is read at each step: a strategy that restores the checkpoint after this still sets it
         scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: warmup_lr_factor(step, warmup, decay, total))
+            optimizer, lambda step: warmup_lr_factor(step, warmup, decay, self.lr_decay_length))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _decay_length(self, decay: str) -> int | None:
+        """module.lr_decay_steps if given; else the length the resumed checkpoint carries; else trainer.max_steps."""
+        if decay == "constant":
+            return None
+        configured, saved, max_steps = self.hparams.get("lr_decay_steps"), self._saved_decay_length, self.trainer.max_steps
+        if configured is not None:
+            if saved is not None and saved != configured:
+                log.info("cosine LR: module.lr_decay_steps=%d replaces the %d steps of the resumed run", configured, saved)
+            return configured
+        if saved is not None:
+            if saved != max_steps:
+                log.info("cosine LR: keeps the %d steps of the first fit (trainer.max_steps is now %d, and the LR is 0 "
+                         "past step %d); module.lr_decay_steps=N sets another length", saved, max_steps, saved)
+            return saved
+        if max_steps < 1:
+            raise InputError(f"module.lr_decay={decay} decays to 0 at trainer.max_steps, which is {max_steps}; "
+                             f"set trainer.max_steps or module.lr_decay_steps (or module.lr_decay=constant)")
+        return max_steps
+
+    def on_train_start(self) -> None:
+        # the LR restored with the optimizer was computed on the resumed run's curve: recompute it on the curve now
+        # in force (the same number unless module.lr_decay_steps re-planned it), so the first step uses the new one
+        for config in self.trainer.lr_scheduler_configs:
+            scheduler = config.scheduler
+            groups = scheduler.optimizer.param_groups
+            for group, base, factor in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas):
+                group["lr"] = base * factor(scheduler.last_epoch)
+            scheduler._last_lr = [group["lr"] for group in groups]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["lr_decay_length"] = self.lr_decay_length
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._saved_decay_length = checkpoint.get("lr_decay_length")
+        if self._saved_decay_length is not None and self.lr_decay_length is not None:  # optimizers built already
+            self.lr_decay_length = self._decay_length(self.hparams.lr_decay)
 
     @property
     def ema_model(self) -> torch.nn.Module:

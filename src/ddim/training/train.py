@@ -15,6 +15,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.plugins.io import CheckpointIO
 from omegaconf import DictConfig, OmegaConf
 
+from ddim.errors import InputError, MissingInputError
 from ddim.models import CheckpointError, read_checkpoint, read_hyper_parameters
 
 from .callbacks import CheckpointOnInterrupt
@@ -35,7 +36,7 @@ def checkpoint_hparams(path: str | Path) -> dict[str, Any]:
     is one line that says so and names the newest sound checkpoint beside it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"resume={path}: no such checkpoint file")
+        raise MissingInputError(f"resume={path}: no such checkpoint file")
     try:
         hparams = read_hyper_parameters(path)
     except CheckpointError as error:  # its message starts with the path
@@ -47,7 +48,7 @@ def checkpoint_hparams(path: str | Path) -> dict[str, Any]:
             read_checkpoint(path)
         except CheckpointError as error:
             raise CheckpointError(f"resume={error}") from None
-        raise ValueError(f"resume={path}: not a training checkpoint of this project (no hyper_parameters.model)")
+        raise InputError(f"resume={path}: not a training checkpoint of this project (no hyper_parameters.model)")
     return hparams
 
 
@@ -67,7 +68,7 @@ def _previous_sound_checkpoint(damaged: Path) -> Path | None:
 
 def check_model_fits_data(model: dict[str, Any], datamodule: Any, dataset_name: str) -> None:
     if model["in_channels"] != datamodule.channels or model["resolution"] != datamodule.resolution:
-        raise ValueError(
+        raise InputError(
             f"model takes {model['in_channels']}x{model['resolution']}x{model['resolution']} images but dataset "
             f"{dataset_name} gives {datamodule.channels}x{datamodule.resolution}x{datamodule.resolution}; "
             f"pick a matching model=... (or experiment=...)"
@@ -82,7 +83,9 @@ def build_module(cfg: DictConfig, resume: str | Path | None = None) -> Diffusion
         if saved["model"] != model or saved["schedule"] != schedule:
             log.warning("resume: using the checkpoint's model and schedule, which differ from the config")
         model, schedule = saved["model"], saved["schedule"]
-    return DiffusionModule(model=model, schedule=schedule, data=plain(cfg.dataset), **plain(cfg.module))
+    # cfg.seed keys the training noise (with the rank and the step): the same seed resumes the same stream
+    return DiffusionModule(model=model, schedule=schedule, data=plain(cfg.dataset), seed=cfg.seed,
+                           **plain(cfg.module))
 
 
 def checkpoint_in_run_dir(output_dir: Path) -> Path | None:
@@ -97,9 +100,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     output_dir = Path(cfg.paths.output_dir)
     steps = cfg.trainer.get("max_steps")
     if isinstance(steps, bool) or not isinstance(steps, int) or not (steps == -1 or steps >= 1):
-        raise ValueError(f"trainer.max_steps={steps!r}; expected a positive number of optimizer steps (-1: no limit)")
+        raise InputError(f"trainer.max_steps={steps!r}; expected a positive number of optimizer steps (-1: no limit)")
+    # the initial weights only (the same on every rank; DDP starts from rank 0's anyway): the noise of every step,
+    # the flips and the data order are keyed by (seed, rank, step) and (seed, epoch), see ddim.data.randomness
     L.seed_everything(cfg.seed, workers=True)
-    datamodule = hydra.utils.instantiate(cfg.dataset)
+    data_seed = cfg.dataset.get("seed")
+    datamodule = hydra.utils.instantiate(cfg.dataset, seed=cfg.seed if data_seed is None else data_seed)
     datamodule.check_available()  # a missing data set is one line, before any model is built
     resume = cfg.get("resume") or checkpoint_in_run_dir(output_dir)
     if resume and not cfg.get("resume"):
@@ -117,6 +123,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         plugins.append(AtomicCheckpointIO())
     trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                                  plugins=plugins)
+    processes = trainer.num_devices * trainer.num_nodes
+    per_process = datamodule.per_process_batch_size(processes)  # one line now if the global batch cannot split
+    if datamodule.global_batch_size is not None and trainer.is_global_zero:
+        log.info("batch: dataset.global_batch_size=%d over %d processes, %d each", datamodule.global_batch_size,
+                 processes, per_process)
     last = output_dir / "checkpoints" / "last.ckpt"
     interrupt = next((c for c in callbacks if isinstance(c, CheckpointOnInterrupt)), None)
     try:
@@ -143,6 +154,14 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("checkpoint: %s", result["checkpoint"])
         log.info("sample grid: %s", result["samples"])
     return result
+
+
+def is_bad_input(error: BaseException) -> bool:
+    """Whether `error` is bad input (exit 2, one line): an InputError, also behind Hydra's InstantiationException.
+    CheckpointError counts too: a damaged resume= file (it is being made an InputError subclass)."""
+    if isinstance(error, InstantiationException) and error.__cause__ is not None:
+        error = error.__cause__
+    return isinstance(error, (InputError, CheckpointError))
 
 
 def error_line(error: BaseException) -> str:
