@@ -61,9 +61,9 @@ def score_before(folder: Path, reference_path: Path, num: int, kid: bool) -> flo
     features = np.asarray(np.stack([rows[i] for i in range(num)]), dtype=np.float64)
     del rows
     generated = fid_features_to_statistics(torch.from_numpy(features))
-    with np.load(reference_path) as data:
+    with np.load(reference_path) as data:  # the old FeatureStats.load: float64 features, cached mu and sigma
         reference_features = np.asarray(data["features"], dtype=np.float64)
-    reference = fid_features_to_statistics(torch.from_numpy(reference_features))
+        reference = {"mu": data["mu"], "sigma": data["sigma"]}
     value = fid_from_stats(generated["mu"], generated["sigma"], reference["mu"], reference["sigma"])
     if kid:
         kid_features_to_metric(torch.as_tensor(features), torch.as_tensor(reference_features), kid_subsets=100,
@@ -78,8 +78,7 @@ def score_after(folder: Path, reference_path: Path, num: int, kid: bool) -> floa
     generated = FeatureStats()
     for _, rows in iter_chunks(folder, "features", num):
         generated.update(rows)
-    with np.load(reference_path) as data:
-        reference = FeatureStats.from_features(data["features"])  # kept float32, as the cache stores it
+    reference = FeatureStats.load(reference_path)  # the cached reference: float32 features, mu and sigma
     value = fid_from_stats(generated.mu, generated.sigma, reference.mu, reference.sigma)
     if kid:
         kid_from_features(read_chunks(folder, "features", num), reference.features, 100, 1000)
@@ -116,8 +115,10 @@ def main() -> None:
         make_chunks(root / "before", args.num, args.dim, np.float64)  # what run_shard used to write
         make_chunks(root / "after", args.num, args.dim, np.float32)
         rng = np.random.default_rng(1)
+        from ddim.evaluation.metrics.statistics import FeatureStats
+
         reference = np.abs(rng.standard_normal((args.num, args.dim), dtype=np.float32)) * 0.4
-        np.savez(root / "reference.npz", features=reference)
+        FeatureStats.from_features(reference).save(root / "reference.npz")  # as reference_stats caches it
         del reference
         print(f"N = {args.num:,}, D = {args.dim:,}; peak RSS above the process's RSS before scoring\n")
         print("| scoring | path | peak memory (MB) | seconds | FID |")

@@ -27,6 +27,7 @@ from .features import default_cache_dir, input_channels, match_channels
 
 log = logging.getLogger(__name__)
 STATS_FORMAT = 1  # bump if the .npz layout changes: it is part of every cache key
+UPDATE_ROWS = 4096  # rows per float64 block in FeatureStats.update: 64 MB at D = 2,048
 
 
 class FeatureStats:
@@ -42,6 +43,7 @@ class FeatureStats:
         self._outer: np.ndarray | None = None  # Σ (x − shift)(x − shift)ᵀ
         self._kept: list[np.ndarray] | None = [] if keep_features else None
         self._mu_sigma: tuple[np.ndarray, np.ndarray] | None = None
+        self.path: Path | None = None  # the cache file reference_stats read these from or saved them to
 
     @classmethod
     def from_features(cls, features: np.ndarray | torch.Tensor, keep_features: bool = True) -> FeatureStats:
@@ -62,18 +64,22 @@ class FeatureStats:
             raise ValueError(f"features must be [batch, dim], got shape {features.shape}")
         if self.dim is not None and features.shape[1] != self.dim:
             raise ValueError(f"feature dim {features.shape[1]} differs from the earlier {self.dim}")
-        batch = features.astype(np.float64)
+        if not len(features):
+            return
         if self._shift is None:
-            self._shift = batch.mean(0)
+            self._shift = features[:UPDATE_ROWS].astype(np.float64).mean(0)
             self._sum = np.zeros_like(self._shift)
             self._outer = np.zeros((len(self._shift), len(self._shift)))
-        centered = batch - self._shift
-        self._sum += centered.sum(0)
-        self._outer += centered.T @ centered
-        self.num_samples += len(batch)
+        for start in range(0, len(features), UPDATE_ROWS):  # float64 temporaries of a block, not of the whole batch
+            centered = features[start : start + UPDATE_ROWS].astype(np.float64) - self._shift
+            self._sum += centered.sum(0)
+            self._outer += centered.T @ centered
+        self.num_samples += len(features)
         if self._kept is not None:
-            as32 = features.astype(np.float32)
-            self._kept.append(as32 if np.array_equal(as32, batch) else batch)  # extractors emit float32
+            if features.dtype != np.float32:  # extractors emit float32; keep float64 only where float32 would round
+                as32 = features.astype(np.float32)
+                features = as32 if np.array_equal(as32, features) else features.astype(np.float64)
+            self._kept.append(features)
         self._mu_sigma = None  # statistics computed so far are stale now
 
     @property
@@ -114,9 +120,15 @@ class FeatureStats:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FeatureStats:
+        """The saved statistics as sums about their own mean (Σ = 0, Σxxᵀ = (n − 1)·sigma), so loading a 50,000-image
+        reference computes nothing and later updates still add up."""
         with np.load(path) as data:
-            stats = cls.from_features(data["features"])
-            stats._mu_sigma = (data["mu"].astype(np.float64), np.atleast_2d(data["sigma"].astype(np.float64)))
+            features, mu = data["features"], data["mu"].astype(np.float64)
+            sigma = np.atleast_2d(data["sigma"].astype(np.float64))
+        stats = cls(keep_features=True)
+        stats.num_samples, stats._kept = len(features), [features]
+        stats._shift, stats._sum, stats._outer = mu, np.zeros_like(mu), sigma * (len(features) - 1)
+        stats._mu_sigma = (mu, sigma)
         return stats
 
 
@@ -202,6 +214,7 @@ def reference_stats(
         stats = FeatureStats.load(path)
         if stats.num_samples == full_key["num_samples"]:
             log.info("reference statistics from cache: %s", path)
+            stats.path = path
             return stats
         log.warning("%s holds %d samples, expected %d: recomputing", path, stats.num_samples, full_key["num_samples"])
     start = time.perf_counter()
@@ -212,7 +225,7 @@ def reference_stats(
         stats.update(extract_features(extractor, to_uint8(images)))
     if stats.num_samples != full_key["num_samples"]:
         raise RuntimeError(f"data set yielded {stats.num_samples} images; its key says {full_key['num_samples']}")
-    stats.save(path)
+    stats.path = stats.save(path)
     log.info("reference statistics of %d images in %.1f s, cached at %s", stats.num_samples,
              time.perf_counter() - start, path)
     return stats
