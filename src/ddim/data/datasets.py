@@ -242,8 +242,8 @@ def _cifar10(path: Path, split: str, resolution: int, download: bool, flip: bool
         raise CorruptDataError(
             f"CIFAR-10 under {path.resolve()} fails torchvision's md5 check (a partial or altered download); delete "
             f"{(path / CIFAR10_FOLDER).resolve()} and pass dataset.download=true") from err
-    except OSError as err:  # URLError is an OSError: no network, proxy, server down
-        raise RuntimeError(f"could not download CIFAR-10 into {path.resolve()} ({err}); fetch {CIFAR10.url} by hand "
+    except OSError as err:  # URLError is an OSError: no network, proxy, server down (exit 1, one line)
+        raise OSError(f"could not download CIFAR-10 into {path.resolve()} ({err}); fetch {CIFAR10.url} by hand "
                            f"and extract it there") from err
     return ImagesOnly(dataset)
 
