@@ -13,11 +13,12 @@ from .checkpoints import (
     read_checkpoint,
     read_hyper_parameters,
     resolve_pretrained,
+    safetensors_metadata,
 )
 from .unet import UNet, count_parameters
 
 __all__ = [
     "DEFAULT_SCHEDULE", "KNOWN_WEIGHTS", "CheckpointError", "CheckpointMismatchError", "LoadedCheckpoint",
     "PretrainedSpec", "UNet", "UnsafeCheckpointError", "check_torch_file", "count_parameters", "load_pretrained", "read_checkpoint",
-    "read_hyper_parameters", "resolve_pretrained",
+    "read_hyper_parameters", "resolve_pretrained", "safetensors_metadata",
 ]

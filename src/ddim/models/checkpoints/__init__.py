@@ -12,6 +12,8 @@ Formats `read_checkpoint` recognizes:
 (d) ``diffusers``:     a diffusers folder (config.json + diffusion_pytorch_model.safetensors or .bin) holding a
                        UNet2DModel in the DDPM layout (google/ddpm-cifar10-32 and friends), converted by
                        `DIFFUSERS_KEY_TABLE`; diffusers itself is never imported.
+(e) ``safetensors``:   what ``python -m ddim.convert SRC DST.safetensors`` writes: one set of weights with our names,
+                       the metadata holding "model" (UNet kwargs) and "schedule" as JSON, "source", "converted_from".
 
 Files are read with ``torch.load(weights_only=True)``, so loading never runs pickled code; a file that needs full
 unpickling is refused unless the caller passes ``trust_pickle=True`` (only for files one trusts).
@@ -22,7 +24,7 @@ attention levels from the attention keys, in/out channels from conv_in/conv_out.
 shapes: `model_config["resolution"]` if given, else the resolution at which the first attention level is 16x16, as in
 every published DDPM/DDIM model (CIFAR-10 32, CelebA 64, LSUN 256), else 32.
 
-One module per concern: reference.py (a), ours.py (b), official.py (c), diffusers.py (d) with its key table;
+One module per concern: reference.py (a), ours.py (b) and (e), official.py (c), diffusers.py (d) with its key table;
 safe_load.py reads files and holds the errors; build.py infers and builds the UNet; registry.py knows the published
 weights and where they live. This file only dispatches.
 """
@@ -42,11 +44,12 @@ from ..unet import UNet
 from .build import DEFAULT_SCHEDULE, LoadedCheckpoint, infer_unet_config
 from .diffusers import DIFFUSERS_KEY_TABLE, diffusers_key_to_ours, read_diffusers_folder, unet_config_from_diffusers
 from .official import read_official
-from .ours import read_hyper_parameters, read_our_checkpoint
+from .ours import read_hyper_parameters, read_our_checkpoint, read_our_safetensors, safetensors_metadata
 from .reference import read_reference_state_dict
 from .registry import KNOWN_WEIGHTS, PretrainedSpec, resolve_pretrained, weights_root
 from .safe_load import (
     SHOW_KEYS, CheckpointError, CheckpointMismatchError, UnsafeCheckpointError, check_torch_file, load_checkpoint_file,
+    load_safetensors,
 )
 
 
@@ -62,7 +65,12 @@ def read_checkpoint(path: str | os.PathLike, ema: bool = True, trust_pickle: boo
         return read_diffusers_folder(path, overrides)
     if path.name.startswith("diffusion_pytorch_model") and (path.parent / "config.json").is_file():
         return read_diffusers_folder(path.parent, overrides)
-    obj = load_checkpoint_file(path, trust_pickle)
+    if path.suffix == ".safetensors":
+        obj, metadata = load_safetensors(path)
+        if "model" in metadata:  # written by python -m ddim.convert SRC DST.safetensors
+            return read_our_safetensors(path, obj, metadata, overrides)
+    else:
+        obj = load_checkpoint_file(path, trust_pickle)
     if isinstance(obj, (list, tuple)):
         return read_official(path, obj, ema, overrides)
     if isinstance(obj, Mapping) and "state_dict" in obj:
@@ -84,8 +92,9 @@ def load_pretrained(path: str | os.PathLike, ema: bool = True, trust_pickle: boo
 
 
 __all__ = [
-    "DEFAULT_SCHEDULE", "DIFFUSERS_KEY_TABLE", "KNOWN_WEIGHTS", "CheckpointError", "CheckpointMismatchError",
-    "LoadedCheckpoint", "PretrainedSpec", "UnsafeCheckpointError", "check_torch_file", "diffusers_key_to_ours", "infer_unet_config",
-    "load_pretrained", "read_checkpoint", "read_hyper_parameters", "resolve_pretrained", "unet_config_from_diffusers",
-    "weights_root",
+    "DEFAULT_SCHEDULE", "DIFFUSERS_KEY_TABLE", "KNOWN_WEIGHTS", "CheckpointError",
+    "CheckpointMismatchError", "LoadedCheckpoint", "PretrainedSpec", "UnsafeCheckpointError", "check_torch_file",
+    "diffusers_key_to_ours", "infer_unet_config", "load_pretrained", "read_checkpoint",
+    "read_hyper_parameters", "resolve_pretrained", "safetensors_metadata",
+    "unet_config_from_diffusers", "weights_root",
 ]

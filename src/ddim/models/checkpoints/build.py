@@ -28,7 +28,7 @@ class LoadedCheckpoint:
 
     model: UNet
     model_config: dict[str, Any]  # the model's full UNet kwargs (model.config)
-    source: str  # "state_dict" | "lightning" | "official_ddim" | "diffusers"
+    source: str  # "state_dict" | "lightning" | "official_ddim" | "diffusers" | "safetensors"
     schedule: dict[str, Any] | None  # e.g. DEFAULT_SCHEDULE, when the file says
     extra: dict[str, Any] = field(default_factory=dict)  # lightning: its hyper_parameters
 

@@ -1,7 +1,9 @@
-"""Format (b): this project's Lightning checkpoint, with its hyper-parameters."""
+"""Format (b): this project's Lightning checkpoint, with its hyper-parameters; and (e), its safetensors form: the
+weights under our names, the hyper-parameters as JSON strings in the file's metadata."""
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import zipfile
@@ -50,3 +52,30 @@ def read_our_checkpoint(path: Path, obj: Mapping, ema: bool, overrides: dict[str
     schedule = hparams.get("schedule") if isinstance(hparams.get("schedule"), Mapping) else None
     model = build_unet(state, config, path)
     return LoadedCheckpoint(model, dict(model.config), "lightning", schedule, hparams)
+
+
+# metadata keys of format (e) holding JSON (the others are plain strings); "model" marks a file as format (e)
+JSON_METADATA = ("model", "schedule")
+
+
+def safetensors_metadata(hyper_parameters: Mapping[str, Any]) -> dict[str, str]:
+    """The string metadata of format (e): "model" and "schedule" as JSON, the other values as they are."""
+    return {"format": "pt", **{str(k): json.dumps(plain(v)) if k in JSON_METADATA else str(v)
+                               for k, v in hyper_parameters.items() if v is not None}}
+
+
+def read_our_safetensors(path: Path, state: dict[str, Any], metadata: Mapping[str, str],
+                         overrides: dict[str, Any]) -> LoadedCheckpoint:
+    """Format (e): one set of weights, built with the architecture and schedule its metadata states."""
+    hparams: dict[str, Any] = {k: v for k, v in metadata.items() if k != "format"}
+    for key in JSON_METADATA:
+        if key in hparams:
+            try:
+                hparams[key] = json.loads(hparams[key])
+            except json.JSONDecodeError as error:
+                raise CheckpointError(f"{path}: metadata {key!r} is not JSON ({error})") from None
+    if not isinstance(hparams["model"], Mapping):
+        raise CheckpointError(f"{path}: metadata 'model' is not a JSON object of UNet arguments")
+    schedule = hparams.get("schedule") if isinstance(hparams.get("schedule"), Mapping) else None
+    model = build_unet(tensor_dict(state, path, "the file"), {**hparams["model"], **overrides}, path)
+    return LoadedCheckpoint(model, dict(model.config), "safetensors", schedule, hparams)

@@ -31,9 +31,7 @@ class UnsafeCheckpointError(CheckpointError):
 def load_checkpoint_file(path: Path, trust_pickle: bool) -> Any:
     """The object in a torch or safetensors file, never running pickled code unless trust_pickle."""
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
+        return load_safetensors(path)[0]
     check_torch_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
@@ -49,6 +47,22 @@ def load_checkpoint_file(path: Path, trust_pickle: bool) -> Any:
     except (RuntimeError, EOFError, KeyError, ValueError, OSError) as error:
         raise CheckpointError(f"{path}: not a readable torch file, truncated or corrupt "
                               f"({type(error).__name__}: {first_line(error)})") from None
+
+
+def load_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The tensors and the string metadata of a safetensors file (which holds no code); a CheckpointError for one that
+    is empty, cut short or no safetensors file."""
+    import safetensors
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata() or {})
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot be read ({error.strerror or error})") from None
+    except getattr(safetensors, "SafetensorError", Exception) as error:  # exported at the top since 0.4.x
+        raise CheckpointError(f"{path}: not a readable safetensors file, truncated or corrupt "
+                              f"({first_line(error)})") from None
 
 
 def check_torch_file(path: str | os.PathLike) -> None:
