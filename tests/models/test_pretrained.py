@@ -388,7 +388,7 @@ def test_convert_no_ema_and_errors(tmp_path, capsys):
 
 def test_resolve_pretrained_names_the_file_to_download(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
-        resolve_pretrained("cifar10", tmp_path)
+        resolve_pretrained("cifar10", tmp_path, download=False)  # tests/models/test_download.py downloads
     message = str(info.value)
     assert "\n" not in message
     assert str(tmp_path / "ema_diffusion_cifar10_model" / "model-790000.ckpt") in message
@@ -410,7 +410,7 @@ def test_resolve_pretrained_finds_and_verifies_the_file(tmp_path, monkeypatch):
     assert resolve_pretrained("cifar10") == path
     # the non-EMA file is a separate download
     with pytest.raises(FileNotFoundError, match="diffusion_cifar10_model/model-790000.ckpt"):
-        resolve_pretrained("cifar10", ema=False)
+        resolve_pretrained("cifar10", ema=False, download=False)
 
 
 def test_resolve_pretrained_accepts_the_diffusers_folder(tmp_path):
@@ -444,4 +444,4 @@ def test_evaluate_config_composes_with_each_pretrained_group(tmp_path, name):
 
     cfg = compose_config("evaluate", tmp_path, [f"pretrained={name}"])
     assert cfg.pretrained.name == name and cfg.pretrained.skip == KNOWN_WEIGHTS[name].skip
-    assert cfg.pretrained.root is None
+    assert cfg.pretrained.root is None and cfg.pretrained.download is True

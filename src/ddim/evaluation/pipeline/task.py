@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 
 def resolve_ckpt(cfg: DictConfig) -> str:
-    """`ckpt=PATH`, else the local file of `pretrained=NAME`; one clear line when neither is usable."""
+    """`ckpt=PATH`, else the local file of `pretrained=NAME`, downloaded on first use unless
+    pretrained.download=false; one clear line when neither is usable."""
     if cfg.get("ckpt"):
         path = Path(str(cfg.ckpt)).expanduser()
         if not path.exists():
@@ -30,7 +31,8 @@ def resolve_ckpt(cfg: DictConfig) -> str:
                                     f"published DDPM weights, or a diffusers folder")
         return str(path)
     if cfg.get("pretrained"):
-        return str(resolve_pretrained(cfg.pretrained.name, cfg.pretrained.get("root"), ema=bool(cfg.ema)))
+        return str(resolve_pretrained(cfg.pretrained.name, cfg.pretrained.get("root"), ema=bool(cfg.ema),
+                                      download=bool(cfg.pretrained.get("download", True))))
     raise InputError("no model given: pass ckpt=PATH (a checkpoint) or pretrained=NAME (cifar10, celeba, lsun_church, lsun_bedroom)")
 
 

@@ -26,7 +26,7 @@ every published DDPM/DDIM model (CIFAR-10 32, CelebA 64, LSUN 256), else 32.
 
 One module per concern: reference.py (a), ours.py (b) and (e), official.py (c), diffusers.py (d) with its key table;
 safe_load.py reads files and holds the errors; build.py infers and builds the UNet; registry.py knows the published
-weights and where they live. This file only dispatches.
+weights and where they live, download.py fetches a missing one on first use. This file only dispatches.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from ddim.errors import MissingInputError
 from ..unet import UNet
 from .build import DEFAULT_SCHEDULE, LoadedCheckpoint, infer_unet_config
 from .diffusers import DIFFUSERS_KEY_TABLE, diffusers_key_to_ours, read_diffusers_folder, unet_config_from_diffusers
+from .download import MIRROR_ENV, ChecksumError
 from .official import read_official
 from .ours import read_hyper_parameters, read_our_checkpoint, read_our_safetensors, safetensors_metadata
 from .reference import read_reference_state_dict
@@ -92,7 +93,7 @@ def load_pretrained(path: str | os.PathLike, ema: bool = True, trust_pickle: boo
 
 
 __all__ = [
-    "DEFAULT_SCHEDULE", "DIFFUSERS_KEY_TABLE", "KNOWN_WEIGHTS", "CheckpointError",
+    "DEFAULT_SCHEDULE", "DIFFUSERS_KEY_TABLE", "KNOWN_WEIGHTS", "MIRROR_ENV", "ChecksumError", "CheckpointError",
     "CheckpointMismatchError", "LoadedCheckpoint", "PretrainedSpec", "UnsafeCheckpointError", "check_torch_file",
     "diffusers_key_to_ours", "infer_unet_config", "load_pretrained", "read_checkpoint",
     "read_hyper_parameters", "resolve_pretrained", "safetensors_metadata",

@@ -1,15 +1,17 @@
-"""The published weights the paper samples: where each file goes, where it comes from, and its checksum."""
+"""The published weights the paper samples: where each file goes, where it comes from, and its checksum; a missing
+file is fetched on first use (download.py)."""
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ddim.errors import InputError, MissingInputError
+
+from .download import fetch_file, file_digest, mirror_url, offline_reason
 
 DEFAULT_WEIGHTS_ROOT = Path("~/.cache/ddim/weights")
 WEIGHTS_ROOT_ENV = "DDIM_WEIGHTS"
@@ -83,11 +85,7 @@ def weights_root(root: str | os.PathLike | None = None) -> Path:
 @functools.lru_cache(maxsize=32)
 def _file_digest(path: str, algorithm: str, size: int, mtime_ns: int) -> str:
     # size and mtime are part of the cache key so that a replaced file is hashed again
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_digest(path, algorithm)
 
 
 def _verify(path: Path, algorithm: str, expected: str | None, url: str | None) -> None:
@@ -98,26 +96,42 @@ def _verify(path: Path, algorithm: str, expected: str | None, url: str | None) -
     got = _file_digest(str(path), algorithm, stat.st_size, stat.st_mtime_ns)
     if got != expected:
         raise InputError(f"{path}: {algorithm} {got} does not match the published {expected}; the file is damaged or "
-                         f"not these weights: download it again from {url}")
+                         f"not these weights: delete it to download it again from {url}")
 
 
-def resolve_pretrained(name: str, root: str | os.PathLike | None = None, ema: bool = True) -> Path:
-    """The local file (or diffusers folder) of the published model `name`, its checksum verified where known; a
-    missing file is a FileNotFoundError whose one line says which file to put where and where to get it."""
+def resolve_pretrained(name: str, root: str | os.PathLike | None = None, ema: bool = True,
+                       download: bool = True) -> Path:
+    """The local file (or diffusers folder) of the published model `name`, its checksum verified where known. A
+    missing file with a published checksum is downloaded into the weights root (from $DDIM_WEIGHTS_URL/<file> if
+    set, else its published URL) unless `download` is False or HF_HUB_OFFLINE is set; otherwise a
+    MissingInputError whose one line says which file to put where and where to get it."""
     spec = KNOWN_WEIGHTS.get(name)
     if spec is None:
         raise InputError(f"pretrained={name!r}; expected one of {', '.join(KNOWN_WEIGHTS)}")
     base = weights_root(root)
     use_raw = not ema and spec.raw_file is not None
     file, url = (spec.raw_file, spec.raw_url) if use_raw else (spec.file, spec.url)
+    checksums = {k: v for k, v in (("sha256", None if use_raw else spec.sha256),
+                                   ("md5", spec.raw_md5 if use_raw else spec.md5)) if v}
     path = base / file
     if path.is_file():
-        _verify(path, "sha256", None if use_raw else spec.sha256, url)
-        _verify(path, "md5", spec.raw_md5 if use_raw else spec.md5, url)
+        for algorithm, expected in checksums.items():
+            _verify(path, algorithm, expected, url)
         return path
     if spec.diffusers and (base / spec.diffusers / "config.json").is_file():
         return base / spec.diffusers
     also = f", or put the diffusers model {spec.diffusers} in {base / spec.diffusers}" if spec.diffusers else ""
-    raise MissingInputError(f"pretrained={name}: {path} not found; download {file} ({spec.source}) from "
-                            f"{url or 'its source'} and save it as {path} (or set ${WEIGHTS_ROOT_ENV} to the folder "
-                            f"that holds {file}){also}")
+    by_hand = (f"download {file} ({spec.source}) from {url or 'its source'} and save it as {path} (or set "
+               f"${WEIGHTS_ROOT_ENV} to the folder that holds {file}){also}")
+    if not checksums:
+        raise MissingInputError(f"pretrained={name}: {path} not found, and {file} has no published checksum to verify "
+                                f"a download against, so it is not fetched; {by_hand}")
+    offline = offline_reason(download)
+    if offline:
+        raise MissingInputError(f"pretrained={name}: {path} not found, and {offline} forbids downloading it; "
+                                f"{by_hand}")
+    source = mirror_url(file) or url
+    if not source:
+        raise MissingInputError(f"pretrained={name}: {path} not found, and {file} has no direct download link; "
+                                f"{by_hand}")
+    return fetch_file(source, path, checksums, f"pretrained={name}")
