@@ -2,6 +2,7 @@
 
     python -m ddim.convert SRC DST [--no-ema] [--trust-pickle] [--resolution N]
 
+SRC is a file or folder, or hf://ORG/REPO[@REVISION]: a diffusers UNet2DModel on the Hugging Face Hub.
 A DST ending in .safetensors holds the selected weights (EMA unless --no-ema) under our names, with the metadata
 "model" (the UNet arguments) and "schedule" as JSON, "source" and "converted_from": no pickle at all. Any other DST is
 {"state_dict": {"model.<k>", "ema.module.<k>", "ema.n_averaged"}, "hyper_parameters": {"model", "schedule",
@@ -55,7 +56,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, ema: bool
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ddim.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("src", help="a state dict, this project's checkpoint, the official DDIM list, "
-                                    "or a diffusers folder")
+                                    "a diffusers folder, or hf://ORG/REPO")
     parser.add_argument("dst", help="where to write the converted checkpoint (safetensors if it ends in .safetensors)")
     parser.add_argument("--no-ema", action="store_true", help="take the raw weights where the file also has EMA ones")
     parser.add_argument("--trust-pickle", action="store_true",

@@ -392,7 +392,7 @@ def test_resolve_pretrained_names_the_file_to_download(tmp_path):
     message = str(info.value)
     assert "\n" not in message
     assert str(tmp_path / "ema_diffusion_cifar10_model" / "model-790000.ckpt") in message
-    assert KNOWN_WEIGHTS["cifar10"].url in message and "google/ddpm-cifar10-32" in message
+    assert KNOWN_WEIGHTS["cifar10"].url in message and "ckpt=hf://google/ddpm-cifar10-32" in message
     with pytest.raises(ValueError, match="expected one of cifar10, celeba, lsun_church, lsun_bedroom"):
         resolve_pretrained("imagenet", tmp_path)
 

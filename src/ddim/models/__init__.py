@@ -6,12 +6,14 @@ from .checkpoints import (
     CheckpointError,
     CheckpointMismatchError,
     check_torch_file,
+    is_hub_uri,
     LoadedCheckpoint,
     PretrainedSpec,
     UnsafeCheckpointError,
     load_pretrained,
     read_checkpoint,
     read_hyper_parameters,
+    resolve_hub,
     resolve_pretrained,
     safetensors_metadata,
 )
@@ -20,5 +22,5 @@ from .unet import UNet, count_parameters
 __all__ = [
     "DEFAULT_SCHEDULE", "KNOWN_WEIGHTS", "CheckpointError", "CheckpointMismatchError", "LoadedCheckpoint",
     "PretrainedSpec", "UNet", "UnsafeCheckpointError", "check_torch_file", "count_parameters", "load_pretrained", "read_checkpoint",
-    "read_hyper_parameters", "resolve_pretrained", "safetensors_metadata",
+    "is_hub_uri", "read_hyper_parameters", "resolve_hub", "resolve_pretrained", "safetensors_metadata",
 ]

@@ -11,7 +11,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ddim.data import DATASET_INFO, check_available
 from ddim.errors import InputError, MissingInputError
-from ddim.models import check_torch_file, read_checkpoint, read_hyper_parameters, resolve_pretrained
+from ddim.models import (
+    check_torch_file, is_hub_uri, read_checkpoint, read_hyper_parameters, resolve_hub, resolve_pretrained,
+)
 
 from ..metrics.features import DIGITS_CONV, INCEPTION
 from .cell import CellBusy, run_cell, write_failure
@@ -22,8 +24,10 @@ log = logging.getLogger(__name__)
 
 
 def resolve_ckpt(cfg: DictConfig) -> str:
-    """`ckpt=PATH`, else the local file of `pretrained=NAME`, downloaded on first use unless
-    pretrained.download=false; one clear line when neither is usable."""
+    """`ckpt=PATH` (or hf://ORG/REPO, through huggingface_hub's cache), else the local file of `pretrained=NAME`,
+    downloaded on first use unless pretrained.download=false; one clear line when neither is usable."""
+    if is_hub_uri(cfg.get("ckpt")):
+        return str(resolve_hub(str(cfg.ckpt)))
     if cfg.get("ckpt"):
         path = Path(str(cfg.ckpt)).expanduser()
         if not path.exists():

@@ -11,7 +11,8 @@ Formats `read_checkpoint` recognizes:
                        ema_state]; model_state comes from DataParallel (``module.`` keys), ema_state from its EMAHelper.
 (d) ``diffusers``:     a diffusers folder (config.json + diffusion_pytorch_model.safetensors or .bin) holding a
                        UNet2DModel in the DDPM layout (google/ddpm-cifar10-32 and friends), converted by
-                       `DIFFUSERS_KEY_TABLE`; diffusers itself is never imported.
+                       `DIFFUSERS_KEY_TABLE`; diffusers itself is never imported. ``hf://ORG/REPO[@REV][/SUB]``
+                       names such a folder on the Hugging Face Hub, read through huggingface_hub's cache (hub.py).
 (e) ``safetensors``:   what ``python -m ddim.convert SRC DST.safetensors`` writes: one set of weights with our names,
                        the metadata holding "model" (UNet kwargs) and "schedule" as JSON, "source", "converted_from".
 
@@ -26,7 +27,8 @@ every published DDPM/DDIM model (CIFAR-10 32, CelebA 64, LSUN 256), else 32.
 
 One module per concern: reference.py (a), ours.py (b) and (e), official.py (c), diffusers.py (d) with its key table;
 safe_load.py reads files and holds the errors; build.py infers and builds the UNet; registry.py knows the published
-weights and where they live, download.py fetches a missing one on first use. This file only dispatches.
+weights and where they live, download.py fetches a missing one on first use, hub.py reads hf:// repositories. This
+file only dispatches.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from ..unet import UNet
 from .build import DEFAULT_SCHEDULE, LoadedCheckpoint, infer_unet_config
 from .diffusers import DIFFUSERS_KEY_TABLE, diffusers_key_to_ours, read_diffusers_folder, unet_config_from_diffusers
 from .download import MIRROR_ENV, ChecksumError
+from .hub import is_hub_uri, resolve_hub
 from .official import read_official
 from .ours import read_hyper_parameters, read_our_checkpoint, read_our_safetensors, safetensors_metadata
 from .reference import read_reference_state_dict
@@ -56,8 +59,10 @@ from .safe_load import (
 
 def read_checkpoint(path: str | os.PathLike, ema: bool = True, trust_pickle: bool = False,
                     model_config: Mapping[str, Any] | None = None) -> LoadedCheckpoint:
-    """Reads any format of the module docstring; `ema` picks the EMA weights where the file has both; `model_config`
-    overrides (or completes) the architecture the file states or implies."""
+    """Reads any format of the module docstring (a path, or an hf:// repository); `ema` picks the EMA weights where
+    the file has both; `model_config` overrides (or completes) the architecture the file states or implies."""
+    if is_hub_uri(path):
+        path = resolve_hub(str(path))
     path = Path(path).expanduser()
     if not path.exists():
         raise MissingInputError(f"{path}: no such checkpoint file or folder")
@@ -95,7 +100,7 @@ def load_pretrained(path: str | os.PathLike, ema: bool = True, trust_pickle: boo
 __all__ = [
     "DEFAULT_SCHEDULE", "DIFFUSERS_KEY_TABLE", "KNOWN_WEIGHTS", "MIRROR_ENV", "ChecksumError", "CheckpointError",
     "CheckpointMismatchError", "LoadedCheckpoint", "PretrainedSpec", "UnsafeCheckpointError", "check_torch_file",
-    "diffusers_key_to_ours", "infer_unet_config", "load_pretrained", "read_checkpoint",
-    "read_hyper_parameters", "resolve_pretrained", "safetensors_metadata",
+    "diffusers_key_to_ours", "infer_unet_config", "is_hub_uri", "load_pretrained", "read_checkpoint",
+    "read_hyper_parameters", "resolve_hub", "resolve_pretrained", "safetensors_metadata",
     "unet_config_from_diffusers", "weights_root",
 ]

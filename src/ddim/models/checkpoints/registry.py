@@ -120,7 +120,8 @@ def resolve_pretrained(name: str, root: str | os.PathLike | None = None, ema: bo
         return path
     if spec.diffusers and (base / spec.diffusers / "config.json").is_file():
         return base / spec.diffusers
-    also = f", or put the diffusers model {spec.diffusers} in {base / spec.diffusers}" if spec.diffusers else ""
+    also = (f", or put the diffusers model {spec.diffusers} in {base / spec.diffusers} (or pass "
+            f"ckpt=hf://{spec.diffusers})" if spec.diffusers else "")
     by_hand = (f"download {file} ({spec.source}) from {url or 'its source'} and save it as {path} (or set "
                f"${WEIGHTS_ROOT_ENV} to the folder that holds {file}){also}")
     if not checksums:
