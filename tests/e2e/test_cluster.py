@@ -83,7 +83,8 @@ def test_ddp_multinode_trainer_requeues_on_sigusr1_and_matches_the_sbatch_script
     # the config's defaults are the script's shape, and the script splits the paper's 128 over every GPU
     assert (int(flags["nodes"]), int(flags["ntasks-per-node"])) == (cfg.trainer.num_nodes, cfg.trainer.devices)
     assert flags["gpus-per-node"] == flags["ntasks-per-node"]
-    assert "TOTAL_BATCH=${TOTAL_BATCH:-128}" in script and "dataset.batch_size=\"$PER_GPU\"" in script
+    assert "TOTAL_BATCH=${TOTAL_BATCH:-128}" in script and "dataset.global_batch_size=\"$TOTAL_BATCH\"" in script
+    assert cfg.dataset.global_batch_size == 128 and cfg.dataset.batch_size is None
     assert "experiment=celeba trainer=ddp_multinode" in script and 'hydra.run.dir="$RUN_DIR"' in script
 
 
