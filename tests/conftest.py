@@ -13,6 +13,10 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ["WANDB_SILENT"] = "true"
 os.environ["HYDRA_FULL_ERROR"] = "1"
 os.environ.setdefault("MPLCONFIGDIR", os.path.join(_scratch, "matplotlib"))
+# One CPU thread per test process (and the train.py/evaluate.py/DDP processes it starts) unless OMP_NUM_THREADS says
+# otherwise: set before torch is imported. On the 2-core machines here, shared by parallel test runs, torch's two
+# spinning threads made each 1000-step sampler test ~10x slower (5 s -> 46 s at load 5) and -m "not slow" 7.5 min.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 E2E = Path(__file__).resolve().parent / "e2e"

@@ -225,6 +225,7 @@ def _random_inception_file(path, seed: int, monkeypatch) -> None:
         torch.save(FeatureExtractorInceptionV3(INCEPTION, ["2048"]).state_dict(), path)
 
 
+@pytest.mark.slow
 def test_reference_statistics_are_keyed_by_the_inception_weights_not_the_file_name(tmp_path, monkeypatch):
     for name, seed in (("a.pth", 0), ("b.pth", 1), ("a_copy.pth", 0)):
         _random_inception_file(tmp_path / name, seed, monkeypatch)
