@@ -71,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a failed download of hf://..., a full disk: not bad input, and nothing half-written
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     print(f"wrote {dst}")
     return 0
 

@@ -15,6 +15,7 @@ from .test_pretrained import assert_relative_close, ddpm_layout_diffusers_model
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+REAL_REPO_INFO = huggingface_hub.HfApi.repo_info
 SCHEDULER = {"_class_name": "DDPMScheduler", "beta_schedule": "linear", "beta_start": 1e-4, "beta_end": 0.03,
              "num_train_timesteps": 1000}
 
@@ -87,10 +88,34 @@ def test_repo_not_in_the_cache_offline_is_one_line(hub_cache):
     assert "HF_HUB_OFFLINE=1 forbids downloading it" in message
 
 
+def test_unreachable_hub_falls_back_to_the_cache_and_otherwise_is_a_download_error(hub_cache, hub_model,
+                                                                                 monkeypatch):
+    """Downloads on, but nothing listens at the Hub's address: the cached repository still loads; an uncached one is
+    a DownloadError (an OSError: exit 1, a rerun may succeed), not bad input."""
+    import socket
+
+    from ddim.models.checkpoints import DownloadError
+
+    with socket.socket() as probe:  # a port that was free a moment ago: connections to it are refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(huggingface_hub.HfApi, "repo_info", REAL_REPO_INFO)
+    _, x, t, expected = hub_model
+    assert_relative_close(read_checkpoint("hf://ddim-test/tiny-ddpm").model(x, t).detach(), expected)
+    with pytest.raises(DownloadError) as info:
+        read_checkpoint("hf://ddim-test/absent")
+    message = str(info.value)
+    assert "\n" not in message and "the Hub could not be reached (" in message and "Connect" in message
+    assert not isinstance(info.value, InputError)
+
+
 def test_cached_snapshot_without_weights_is_one_line(hub_cache):
     snapshot = hub_cache / "models--ddim-test--tiny-ddpm" / "snapshots" / COMMIT
     (snapshot / "diffusion_pytorch_model.safetensors").unlink()
-    with pytest.raises(MissingInputError, match="has no config.json and diffusion_pytorch_model.safetensors or diffusion_pytorch_model.bin"):
+    weights = "diffusion_pytorch_model.safetensors or diffusion_pytorch_model.bin"
+    with pytest.raises(MissingInputError, match=f"has no config.json and {weights}"):
         resolve_hub("hf://ddim-test/tiny-ddpm")
 
 
@@ -98,3 +123,14 @@ def test_cached_snapshot_without_weights_is_one_line(hub_cache):
 def test_malformed_hf_uri_is_one_line(uri):
     with pytest.raises(InputError, match=r"expected hf://ORG/REPO\[@REVISION\]\[/SUBFOLDER\]"):
         resolve_hub(uri)
+
+
+def test_convert_reads_an_hf_uri(hub_cache, hub_model, tmp_path):
+    from ddim.convert import main as convert_main
+
+    _, x, t, expected = hub_model
+    assert convert_main(["hf://ddim-test/tiny-ddpm", str(tmp_path / "tiny.safetensors")]) == 0
+    converted = read_checkpoint(tmp_path / "tiny.safetensors")
+    assert converted.source == "safetensors" and converted.extra["source"] == "diffusers"
+    assert converted.extra["converted_from"] == "hf://ddim-test/tiny-ddpm"
+    assert_relative_close(converted.model(x, t).detach(), expected)

@@ -45,7 +45,7 @@ from ddim.errors import MissingInputError
 from ..unet import UNet
 from .build import DEFAULT_SCHEDULE, LoadedCheckpoint, infer_unet_config
 from .diffusers import DIFFUSERS_KEY_TABLE, diffusers_key_to_ours, read_diffusers_folder, unet_config_from_diffusers
-from .download import MIRROR_ENV, ChecksumError
+from .download import MIRROR_ENV, ChecksumError, DownloadError
 from .hub import is_hub_uri, resolve_hub
 from .official import read_official
 from .ours import read_hyper_parameters, read_our_checkpoint, read_our_safetensors, safetensors_metadata
@@ -99,7 +99,7 @@ def load_pretrained(path: str | os.PathLike, ema: bool = True, trust_pickle: boo
 
 __all__ = [
     "DEFAULT_SCHEDULE", "DIFFUSERS_KEY_TABLE", "KNOWN_WEIGHTS", "MIRROR_ENV", "ChecksumError", "CheckpointError",
-    "CheckpointMismatchError", "LoadedCheckpoint", "PretrainedSpec", "UnsafeCheckpointError", "check_torch_file",
+    "CheckpointMismatchError", "DownloadError", "LoadedCheckpoint", "PretrainedSpec", "UnsafeCheckpointError", "check_torch_file",
     "diffusers_key_to_ours", "infer_unet_config", "is_hub_uri", "load_pretrained", "read_checkpoint",
     "read_hyper_parameters", "resolve_hub", "resolve_pretrained", "safetensors_metadata",
     "unet_config_from_diffusers", "weights_root",

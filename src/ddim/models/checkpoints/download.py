@@ -11,7 +11,7 @@ import urllib.error
 import uuid
 from pathlib import Path
 
-from ddim.errors import InputError, MissingInputError
+from ddim.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +19,12 @@ MIRROR_ENV = "DDIM_WEIGHTS_URL"  # a base URL serving the weights folder's layou
 _TRUE = {"1", "ON", "YES", "TRUE"}  # what huggingface_hub takes as true in HF_HUB_OFFLINE
 
 
-class ChecksumError(InputError):
+class DownloadError(OSError):
+    """Fetching a file failed (network, server, or bytes that are not the published ones): not bad input, so entry
+    points exit 1 with the one line, and a rerun may succeed; nothing was kept."""
+
+
+class ChecksumError(DownloadError):
     """A downloaded file whose digest is not the published one (cut short, or not these weights)."""
 
 
@@ -54,7 +59,7 @@ def file_digest(path: str | os.PathLike, algorithm: str) -> str:
 def fetch_file(url: str, dest: Path, checksums: dict[str, str], what: str, progress: bool = True) -> Path:
     """Downloads `url` to `dest` (a progress bar on stderr) and returns `dest`. The bytes go to a hidden temp file in
     dest's folder, renamed to `dest` only once every digest in `checksums` ({"md5": hex, ...}) holds; on any failure
-    the temp file and the folders made for it are removed, and the error is one line."""
+    the temp file and the folders made for it are removed, and the error is one DownloadError line."""
     if not checksums:
         raise InputError(f"{what}: refusing to download {url} without a published checksum to verify it against")
     from torch.hub import download_url_to_file
@@ -75,10 +80,12 @@ def fetch_file(url: str, dest: Path, checksums: dict[str, str], what: str, progr
                     f"{expected}: the transfer was cut short or the file is not these weights; nothing was kept")
         os.replace(tmp, dest)
         done = True
+    except DownloadError:
+        raise
     except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
         detail = error if isinstance(error, urllib.error.HTTPError) else getattr(error, "reason", None) or error
         detail = (str(detail).strip().splitlines() or ["no reason given"])[0]
-        raise MissingInputError(
+        raise DownloadError(
             f"{what}: downloading {url} failed ({type(error).__name__}: {detail}); "
             f"nothing was kept. Download it yourself and save it as {dest}, or set ${MIRROR_ENV} to a mirror") from None
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ddim.errors import InputError, MissingInputError
 
-from .download import offline_reason
+from .download import DownloadError, offline_reason
 
 HUB_SCHEME = "hf://"
 _URI = re.compile(r"hf://(?:models/)?(?P<repo>[\w.-]+/[\w.-]+)(?:@(?P<revision>[^/@]+))?"
@@ -55,17 +55,17 @@ def resolve_hub(uri: str, download: bool = True) -> Path:
             if _has(folder, weights):
                 break
     except errors.LocalEntryNotFoundError as error:
-        why = (f"{offline} forbids downloading it" if offline else
-               f"the Hub could not be reached ({_first_line(error.__cause__ or error)})")
-        raise MissingInputError(f"ckpt={uri}: {repo}{'@' + revision if revision else ''} is not in the Hugging Face "
-                                f"cache {cache}, and {why}; run once online (or `hf download {repo}` where there is a "
-                                f"network and copy {cache} here)") from None
+        where = (f"ckpt={uri}: {repo}{'@' + revision if revision else ''} is not in the Hugging Face cache {cache}, "
+                 + (f"and {offline} forbids downloading it" if offline else
+                    f"and the Hub could not be reached ({_first_line(error.__cause__ or error)})"))
+        hint = f"; run once online (or `hf download {repo}` where there is a network and copy {cache} here)"
+        raise (MissingInputError if offline else DownloadError)(where + hint) from None
     except errors.HFValidationError as error:
         raise InputError(f"ckpt={uri}: {_first_line(error)}") from None
     except (errors.RepositoryNotFoundError, errors.RevisionNotFoundError) as error:
         raise MissingInputError(f"ckpt={uri}: {_first_line(error)}") from None
-    except errors.HfHubHTTPError as error:
-        raise MissingInputError(f"ckpt={uri}: the Hub refused the download ({_first_line(error)})") from None
+    except errors.HfHubHTTPError as error:  # a server error, a gated repository without a token
+        raise DownloadError(f"ckpt={uri}: the Hub refused the download ({_first_line(error)})") from None
     if not _has(folder, "config.json") or not any(_has(folder, w) for w in _WEIGHTS):
         raise MissingInputError(f"ckpt={uri}: {folder} (the cached snapshot of {repo}) has no config.json and "
                                 f"{' or '.join(_WEIGHTS)}, at its root or in unet/; expected a diffusers UNet2DModel "
