@@ -99,8 +99,8 @@ def load_pretrained(path: str | os.PathLike, ema: bool = True, trust_pickle: boo
 
 __all__ = [
     "DEFAULT_SCHEDULE", "DIFFUSERS_KEY_TABLE", "KNOWN_WEIGHTS", "MIRROR_ENV", "ChecksumError", "CheckpointError",
-    "CheckpointMismatchError", "DownloadError", "LoadedCheckpoint", "PretrainedSpec", "UnsafeCheckpointError", "check_torch_file",
-    "diffusers_key_to_ours", "infer_unet_config", "is_hub_uri", "load_pretrained", "read_checkpoint",
-    "read_hyper_parameters", "resolve_hub", "resolve_pretrained", "safetensors_metadata",
+    "CheckpointMismatchError", "DownloadError", "LoadedCheckpoint", "PretrainedSpec", "UnsafeCheckpointError",
+    "check_torch_file", "diffusers_key_to_ours", "infer_unet_config", "is_hub_uri", "load_pretrained",
+    "read_checkpoint", "read_hyper_parameters", "resolve_hub", "resolve_pretrained", "safetensors_metadata",
     "unet_config_from_diffusers", "weights_root",
 ]
