@@ -42,8 +42,8 @@ test-lowest:
 DEMO := outputs/demo
 demo: install
 	$(PY) train.py experiment=demo_train hydra.run.dir=$(DEMO)/train
-	$(PY) evaluate.py experiment=demo_sweep ckpt=$(DEMO)/train/checkpoints/last.ckpt hydra.sweep.dir=$(DEMO)
-	$(PY) evaluate.py experiment=demo_methods sampler.method=ddim,dpmpp_2m eval.recon_samples=0 \
+	$(PY) evaluate.py sweep=demo_sweep ckpt=$(DEMO)/train/checkpoints/last.ckpt hydra.sweep.dir=$(DEMO)
+	$(PY) evaluate.py sweep=demo_methods sampler.method=ddim,dpmpp_2m eval.recon_samples=0 \
 		ckpt=$(DEMO)/train/checkpoints/last.ckpt hydra.sweep.dir=$(DEMO)/methods
 	@echo "sample grid: $(DEMO)/train/samples/last.png   checkpoint: $(DEMO)/train/checkpoints/last.ckpt"
 	@echo "table: $(DEMO)/results.md   figures: $(DEMO)/*.png   solvers: $(DEMO)/methods/results.md"
