@@ -1,6 +1,7 @@
 """The one pivot of the report: cells into rows × columns, a finished cell winning over a failed duplicate, and its
-two uses, Table 1's S × η grid and the NFE × method grid. The pivot keeps whole cells, so a renderer can ask each one
-more than its value (whether it matches the paper's setup, its interval)."""
+two uses, Table 1's S × η grid and the NFE × method grid, where a setting's seeds are one entry (replicates.py). The
+pivot keeps whole cells, so a renderer can ask each one more than its value (whether it matches the paper's setup,
+its interval)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .cells import (
     DDIM, FAILED, RECON, Cell, cell_method, cell_nfe, cell_value, eta_cells, eta_label, eta_values, is_eta_cell,
     is_eta_zero, is_finished, method_label, normalize_eta, trajectory_names,
 )
+from .replicates import aggregate_seeds
 from ddim.diffusion import METHODS
 
 
@@ -45,8 +47,8 @@ def _skip_of(cell: Cell, by_skip: bool) -> str:
 
 def eta_pivot(cells: Iterable[Cell]) -> Pivot:
     """Table 1's layout: a row per S (per trajectory and S when the cells mix trajectories), a column per η
-    (numeric order, σ̂ last)."""
-    chosen = eta_cells(cells)
+    (numeric order, σ̂ last); the seeds of a setting combined."""
+    chosen = aggregate_seeds(eta_cells(cells))
     by_skip = len(trajectory_names(chosen)) > 1
     return pivot(chosen, lambda c: (_skip_of(c, by_skip), int(c["steps"])), lambda c: normalize_eta(c["eta"]),
                  eta_values(chosen), by_skip)
@@ -64,8 +66,8 @@ def methods_in(cells: Iterable[Cell]) -> list[str]:
 
 
 def method_grid(cells: Iterable[Cell]) -> Pivot:
-    """A row per NFE (per trajectory and NFE when the cells mix them), a column per method."""
-    chosen = [c for c in method_cells(cells) if cell_nfe(c) is not None]
+    """A row per NFE (per trajectory and NFE when the cells mix them), a column per method; seeds combined."""
+    chosen = [c for c in aggregate_seeds(method_cells(cells)) if cell_nfe(c) is not None]
     by_skip = len(trajectory_names(chosen)) > 1
     return pivot(chosen, lambda c: (_skip_of(c, by_skip), cell_nfe(c)), cell_method, methods_in(chosen), by_skip)
 

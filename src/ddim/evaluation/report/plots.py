@@ -1,4 +1,5 @@
-"""The metric-vs-steps plot of a sweep, drawn with matplotlib's object API."""
+"""The metric-vs-steps plot of a sweep, drawn with matplotlib's object API: a setting's seeds are one point, and a
+point with an interval (over seeds, or one cell's bootstrap) gets its error bar."""
 
 from __future__ import annotations
 
@@ -12,18 +13,30 @@ from .cells import (
     sweep_metric, trajectory_names,
 )
 from .paper import PAPER_TABLE1, paper_fid, read_paper_table1, table1_mismatches
+from .replicates import aggregate_seeds
 
 
 def method_curves(cells: Iterable[Cell]) -> dict[str, list[tuple[int, float]]]:
     """{label: [(S, value)]} for each η = 0 solver other than ddim (ddim's η = 0 line is the η table's), per
     trajectory when the cells mix them."""
-    finished = [c for c in cells if not is_eta_cell(c) and is_finished(c) and c.get("steps") is not None]
+    finished = [c for c in aggregate_seeds(cells) if not is_eta_cell(c) and is_finished(c) and c.get("steps") is not None]
     skips = trajectory_names(finished)
     curves: dict[str, list[tuple[int, float]]] = {}
     for cell in finished:
         label = cell_method(cell) + (f" ({cell.get('skip')})" if len(skips) > 1 else "")
         curves.setdefault(label, []).append((int(cell["steps"]), float(cell["value"])))
     return {label: sorted(points) for label, points in sorted(curves.items())}
+
+
+def error_bars(axes: object, cells: Sequence[Cell], color: str) -> None:
+    """Vertical bars from each cell's value_ci (none for cells without one)."""
+    with_ci = [c for c in cells if c.get("value_ci")]
+    if with_ci:
+        values = [float(c["value"]) for c in with_ci]
+        below = [max(0.0, v - float(c["value_ci"][0])) for v, c in zip(values, with_ci)]
+        above = [max(0.0, float(c["value_ci"][1]) - v) for v, c in zip(values, with_ci)]
+        axes.errorbar([int(c["steps"]) for c in with_ci], values, yerr=[below, above], fmt="none", ecolor=color,
+                      capsize=2, linewidth=1)
 
 
 def plot_metric_vs_steps(cells: Sequence[Cell], path: str | Path, paper: str | Path | None = PAPER_TABLE1) -> Path:
@@ -34,7 +47,7 @@ def plot_metric_vs_steps(cells: Sequence[Cell], path: str | Path, paper: str | P
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    usable = eta_cells(cells)
+    usable = aggregate_seeds(eta_cells(cells))
     finished = [c for c in usable if is_finished(c)]
     metric = sweep_metric(cells)
     table1 = read_paper_table1(paper) if paper is not None else {}
@@ -51,11 +64,14 @@ def plot_metric_vs_steps(cells: Sequence[Cell], path: str | Path, paper: str | P
     for i, eta in enumerate(eta_values(usable)):
         color = f"C{i % 10}"
         for j, skip in enumerate(skips or [None]):
-            points = sorted((int(c["steps"]), float(c["value"])) for c in finished
-                            if normalize_eta(c["eta"]) == eta and (skip is None or str(c.get("skip")) == skip))
+            line = sorted((c for c in finished
+                           if normalize_eta(c["eta"]) == eta and (skip is None or str(c.get("skip")) == skip)),
+                          key=lambda c: int(c["steps"]))
+            points = [(int(c["steps"]), float(c["value"])) for c in line]
             if points:
                 label = eta_label(eta) + (f" ({skip})" if len(skips) > 1 else "")
                 axes.plot(*zip(*points), marker="o", color=color, label=label, linestyle=["-", "-.", ":"][j % 3])
+                error_bars(axes, line, color)
                 values += [v for _, v in points]
         reference = sorted((s, v) for (s, e), v in dataset_table.items()
                            if e == eta and eta in reference_etas and steps and steps[0] <= s <= steps[-1])

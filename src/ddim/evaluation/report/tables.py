@@ -1,5 +1,5 @@
-"""A sweep's cells as results.csv and as markdown (Table 1's S × η layout with Table 2's reconstruction column, and
-the NFE × method table), and writing the result files."""
+"""A sweep's cells as results.csv and as markdown (Table 1's S × η layout with Table 2's reconstruction column, the
+NFE × method table, and the paper's differences with their intervals), and writing the result files."""
 
 from __future__ import annotations
 
@@ -16,18 +16,21 @@ from .cells import (
     DDIM, FAILED, MISSING, RECON, Cell, cell_method, cell_value, eta_cells, eta_label, is_eta_cell, method_label,
     normalize_eta, sweep_dataset, sweep_metric, trajectory_names,
 )
-from .markdown import markdown_table, value_text
+from .comparisons import comparisons_csv, format_comparisons
+from .markdown import entry_text, markdown_table
 from .paper import (
     PAPER_TABLE1, PAPER_TABLE2, TABLE1_NUM_SAMPLES, TABLE1_TRAJECTORY, TABLE2_DATASET, TABLE2_NUM_IMAGES, paper_fid, read_paper_table1,
     read_paper_table2, table1_mismatches, table2_mismatches,
 )
 from .pivot import eta_pivot, method_cells, method_grid
 from .plots import plot_metric_vs_steps
+from .replicates import seeds_in
 
 # results.csv leads with these; any other field a cell carries follows, sorted
 CSV_FIELDS = [
-    "job", "dataset", "steps", "eta", "skip", "method", "metric", "value", "kid_mean", "kid_std", "recon_mse",
-    "num_samples", "recon_samples", "nfe", "seconds", "images_per_second", "status", "error",
+    "job", "dataset", "steps", "eta", "skip", "method", "seed", "metric", "value", "value_ci", "bootstrap",
+    "value_infinity", "kid_mean", "kid_std", "recon_mse", "num_samples", "reference_num_samples", "recon_samples", "nfe",
+    "seconds", "images_per_second", "status", "error",
 ]
 
 
@@ -44,9 +47,11 @@ def _paper_notes(cells: Sequence[Cell], beside: int, mismatched: dict[str, int],
 
 
 def format_table(cells: Sequence[Cell], paper: str | Path | None = PAPER_TABLE1,
-                 paper_recon: str | Path | None = PAPER_TABLE2) -> str:
-    """The Table-1 pivot as markdown: a title naming the metric, failed cells marked, the paper's number and our
-    difference beside each cell that ran the paper's setup, and a footnote saying why the others have none."""
+                 paper_recon: str | Path | None = PAPER_TABLE2, comparisons: Sequence[dict[str, Any]] = ()) -> str:
+    """The Table-1 pivot as markdown: a title naming the metric, each entry with its error bar (entry_text), failed
+    cells marked, the paper's number and our difference beside each cell that ran the paper's setup, a footnote saying
+    why the others have none, the method table, and the paper's differences (`comparisons`, from
+    pipeline/intervals.py) with their intervals."""
     chosen = eta_cells(cells)
     metric, dataset = sweep_metric(cells), sweep_dataset(cells)
     table1 = read_paper_table1(paper) if paper is not None else {}
@@ -67,7 +72,7 @@ def format_table(cells: Sequence[Cell], paper: str | Path | None = PAPER_TABLE1,
         for eta in grid.columns:
             cell = grid.get(row, eta)
             value = cell_value(cell) if cell else None
-            text = value_text(value)
+            text = entry_text(cell)
             reference = paper_fid(cell, table1) if cell else None
             if reference is not None:
                 reasons = table1_mismatches(cell)
@@ -97,15 +102,35 @@ def format_table(cells: Sequence[Cell], paper: str | Path | None = PAPER_TABLE1,
                           f"CIFAR-10, η = 0, all {TABLE2_NUM_IMAGES:,} test images, EMA weights")
     if any(c.get(RECON) is not None for c in chosen):
         notes.append("Reconstruction: per-dimension MSE in [0, 1] on the test set, encoded and decoded with the row's S.")
+    notes += _interval_notes(list(grid.cells.values()))
     failed = [c for c in chosen if c.get("status") == FAILED]
     if failed:
         notes.append("Failed cells:")
-        notes += [f"- S={c['steps']} {eta_label(normalize_eta(c['eta']))}: {c.get('error') or 'no error recorded'}"
-                  for c in failed]
+        notes += [f"- S={c['steps']} {eta_label(normalize_eta(c['eta']))}{_seed_text(c, chosen)}: "
+                  f"{c.get('error') or 'no error recorded'}" for c in failed]
     if notes:
         lines += ["", *notes]
     methods = format_method_table(cells, metric)
-    return "\n".join(lines) + "\n" + (f"\n{methods}" if methods else "")
+    differences = "\n".join(format_comparisons(comparisons, metric))
+    return "\n".join(lines) + "\n" + (f"\n{methods}" if methods else "") + (f"\n{differences}\n" if differences else "")
+
+
+def _seed_text(cell: Cell, cells: Sequence[Cell]) -> str:
+    return f" seed {cell['seed']}" if cell.get("seed") is not None and len(seeds_in(cells)) > 1 else ""
+
+
+def _interval_notes(cells: Sequence[Cell]) -> list[str]:
+    """What the error bars in the table are, for the kinds it shows."""
+    notes = []
+    if any(c.get("num_seeds", 1) > 1 for c in cells):
+        notes.append("± : the 95 % Student-t interval of the mean over seeds (cells that differ only in seed).")
+    if any(c.get("value_ci") for c in cells if c.get("num_seeds", 1) == 1):
+        resamples = sorted({int(c["bootstrap"]) for c in cells if c.get("bootstrap")})
+        notes.append(f"[low, high]: the 95 % bootstrap interval of one cell ({'/'.join(map(str, resamples))} resamples "
+                     "of its images, recomputed from the stored features; fid.bootstrap).")
+    if any(c.get("value_infinity") is not None for c in cells):
+        notes.append("∞: the metric extrapolated to infinitely many samples (Chong & Forsyth 2020; fid.extrapolate).")
+    return notes
 
 
 def format_method_table(cells: Sequence[Cell], metric: str = "metric") -> str:
@@ -115,7 +140,7 @@ def format_method_table(cells: Sequence[Cell], metric: str = "metric") -> str:
         return ""
     header = ["NFE", *(["skip"] if grid.by_skip else []), *(method_label(m) for m in grid.columns)]
     rows = [[str(row[1]), *([row[0]] if grid.by_skip else []),
-             *(value_text(cell_value(grid.get(row, m)) if grid.get(row, m) else None) for m in grid.columns)]
+             *(entry_text(grid.get(row, m)) for m in grid.columns)]
             for row in grid.rows]
     lines = [f"## {metric} by network evaluations (NFE) and sampler method", "", *markdown_table(header, rows)]
     lines += ["", "NFE per image: S for ddim, dpmpp_2m, dpm_2s and dpm_3; S + 1 for plms; 2S − 1 for heun "
@@ -147,13 +172,17 @@ def format_csv(cells: Sequence[Cell]) -> str:
 
 
 def write_results(sweep_dir: str | Path, cells: Sequence[Cell], paper: str | Path | None = PAPER_TABLE1,
-                  paper_recon: str | Path | None = PAPER_TABLE2) -> list[Path]:
-    """results.csv, results.md and fid_vs_steps.png in the sweep dir, each written atomically; returns their paths."""
+                  paper_recon: str | Path | None = PAPER_TABLE2, comparisons: Sequence[dict[str, Any]] = ()) -> list[Path]:
+    """results.csv, results.md and fid_vs_steps.png in the sweep dir, and comparisons.csv when there are differences
+    with intervals, each written atomically; returns their paths."""
     sweep_dir = Path(sweep_dir)
     csv_path = atomic_write_text(sweep_dir / "results.csv", format_csv(cells))
-    md_path = atomic_write_text(sweep_dir / "results.md", format_table(cells, paper, paper_recon))
+    md_path = atomic_write_text(sweep_dir / "results.md", format_table(cells, paper, paper_recon, comparisons))
     png_path = plot_metric_vs_steps(cells, sweep_dir / "fid_vs_steps.png", paper)
-    return [csv_path, md_path, png_path]
+    paths = [csv_path, md_path, png_path]
+    if comparisons:
+        paths.append(atomic_write_text(sweep_dir / "comparisons.csv", comparisons_csv(comparisons)))
+    return paths
 
 
 __all__ = ["format_csv", "format_method_table", "format_table", "write_results"]
