@@ -25,6 +25,7 @@ from ddim.utils import atomic_write_text, exclusive_lock
 
 from ..metrics.features import build_feature_extractor, metric_name
 from ..metrics.statistics import FeatureStats, extract_features, fid_from_stats, kid_from_features, reference_stats
+from .intervals import score_intervals
 from .plan import CellPlan
 from .store import done_indices, iter_chunks, read_chunks, save_chunk, write_samples
 
@@ -108,7 +109,8 @@ def _run_shard_from_dict(fabric: Fabric, plan: dict[str, Any]) -> None:
 
 
 def score(plan: CellPlan, reference: FeatureStats) -> dict[str, Any]:
-    """The cell's metrics from its finished chunk files: FID (or FD), KID, throughput and reconstruction MSE."""
+    """The cell's metrics from its finished chunk files: FID (or FD) with its bootstrap interval and FD∞ where asked
+    for (intervals.py), KID, throughput and reconstruction MSE."""
     out = Path(plan.out_dir)
     generated = FeatureStats()  # running sums: O(D²) memory whatever N
     for _, rows in iter_chunks(plan.work_dir("features"), "features", plan.eval.num_samples):
@@ -116,8 +118,11 @@ def score(plan: CellPlan, reference: FeatureStats) -> dict[str, Any]:
     result: dict[str, Any] = {"value": fid_from_stats(generated.mu, generated.sigma, reference.mu, reference.sigma)}
     # images/s of one process; the cell as a whole runs about `devices` times that
     result["images_per_second"] = 1.0 / read_chunks(plan.work_dir("features"), "seconds", plan.eval.num_samples).mean()
-    if plan.fid.kid_subsets > 0:  # KID draws subsets, so it reads the features whole, as stored (float32)
+    if plan.fid.kid_subsets > 0 or plan.fid.bootstrap > 0 or plan.fid.extrapolate:
+        # KID and the resamples draw subsets, so they read the features whole, as stored (float32), once
         features = read_chunks(plan.work_dir("features"), "features", plan.eval.num_samples)
+        result.update(score_intervals(plan, features, reference, result["value"]))
+    if plan.fid.kid_subsets > 0:
         size = min(plan.fid.kid_subset_size, len(features), reference.num_samples)
         result["kid_mean"], result["kid_std"] = kid_from_features(features, reference.features, plan.fid.kid_subsets, size)
     if plan.recon_samples > 0:
@@ -177,8 +182,12 @@ def _evaluate_unlocked(plan: CellPlan) -> dict[str, Any]:
     metrics = {
         "status": "ok", "dataset": plan.dataset["name"], "steps": plan.sampler.steps, "eta": plan.sampler.eta,
         "skip": plan.sampler.skip, "method": plan.sampler.method, "metric": metric_name(plan.extractor), **result,
-        "recon_mse": result.get("recon_mse"), "num_samples": plan.eval.num_samples,
-        "recon_samples": plan.recon_samples, "ema": plan.ema, "nfe": plan.sampler.nfe(schedule.T),
+        "recon_mse": result.get("recon_mse"), "seed": plan.seed, "num_samples": plan.eval.num_samples,
+        "reference_num_samples": reference.num_samples, "recon_samples": plan.recon_samples, "ema": plan.ema,
+        "nfe": plan.sampler.nfe(schedule.T),
+        # where the paired differences at the end of the sweep find this cell's features and the reference's
+        "features_dir": plan.work_dir("features").name,
+        "reference_stats": str(reference.path) if reference.path else None,
         "seconds": round(seconds, 3),
         "devices": plan.fabric.devices, "ckpt": plan.ckpt, "key": key,
     }

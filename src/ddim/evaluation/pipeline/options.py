@@ -54,10 +54,18 @@ class FidOptions:
     kid_subsets: int = 100  # KID from the same features; 0 turns it off
     kid_subset_size: int = 1000
     cache_dir: Optional[str] = None  # reference statistics cache; null: $DDIM_CACHE or ~/.cache/ddim
+    # bootstrap resamples of the cell's images, from its stored features: a 95 % interval of FD/FID (value_ci) and of
+    # differences between cells (results.md); 0 turns it off. One D × D covariance and eigenproblem each: at 50,000 ×
+    # 2,048 on a CPU ~10 s a resample (docs/benchmarks.md), on a GPU milliseconds
+    bootstrap: int = 200
+    extrapolate: bool = False  # also FD∞ (Chong & Forsyth 2020): FD of random subsets of N/5..N images, fitted in 1/N
+    extrapolate_sizes: int = 5  # how many subset sizes the FD∞ line is fitted to
 
     def __post_init__(self) -> None:
         _positive("fid.kid_subsets", self.kid_subsets, 0)
         _positive("fid.kid_subset_size", self.kid_subset_size, 2)
+        _positive("fid.bootstrap", self.bootstrap, 0)
+        _positive("fid.extrapolate_sizes", self.extrapolate_sizes, 2)
 
 
 @dataclass

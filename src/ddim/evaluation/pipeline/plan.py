@@ -68,7 +68,10 @@ class CellPlan:
     def key(self) -> dict[str, Any]:
         """What identifies a finished cell: rerunning with the same key skips it."""
         return {**self.image_key, "num_samples": self.eval.num_samples, "recon_samples": self.recon_samples,
-                "dataset": self.dataset.get("name")}
+                "dataset": self.dataset.get("name"),
+                # only when asked for, so cells scored before intervals existed keep their keys
+                **({"bootstrap": self.fid.bootstrap} if self.fid.bootstrap else {}),
+                **({"extrapolate_sizes": self.fid.extrapolate_sizes} if self.fid.extrapolate else {})}
 
 
 def file_stamp(path: str | Path) -> str:

@@ -1,19 +1,23 @@
-"""A cell's finished work on disk: per-image results in chunk files, so an interrupted cell resumes, and the saved
-samples."""
+"""A cell's finished work on disk: per-image results in chunk files, so an interrupted cell resumes, the saved
+samples, and the bootstrap replicates of its metric (bootstrap.json)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from ddim.utils import atomic_path
+from ddim.utils import atomic_path, atomic_write_text
+
+from ..metrics.bootstrap import RESAMPLE_VERSION
 
 
 # finished batches; not the ".NAME.tmp.npz" a killed process may leave half-written (see atomic_path)
 CHUNK_GLOB = "[!.]*.npz"
+REPLICATES_FILE = "bootstrap.json"
 
 
 def done_indices(folder: Path) -> set[int]:
@@ -73,4 +77,28 @@ def write_samples(out: Path, images: np.ndarray) -> None:
             Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(tmp, format="PNG")
 
 
-__all__ = ["done_indices", "iter_chunks", "read_chunks", "save_chunk", "write_samples"]
+def write_replicates(out: Path, seed: int, num: int, values: Sequence[float]) -> Path:
+    """The metric of bootstrap resamples 0..B−1 of a cell of `seed` and `num` images, for pairing with other cells."""
+    record = {"format": RESAMPLE_VERSION, "seed": int(seed), "num_samples": int(num),
+              "values": [float(v) for v in values]}
+    return atomic_write_text(Path(out) / REPLICATES_FILE, json.dumps(record))
+
+
+def read_replicates(out: Path, seed: int, num: int, resamples: int | None = None) -> np.ndarray | None:
+    """The first `resamples` stored replicates (all with None) if the file holds that many for this seed and N,
+    else None."""
+    path = Path(out) / REPLICATES_FILE
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    if (record.get("format"), record.get("seed"), record.get("num_samples")) != (RESAMPLE_VERSION, seed, num):
+        return None
+    values = np.asarray(record.get("values") or [], dtype=np.float64)
+    if resamples is not None and len(values) < resamples:
+        return None
+    return values[:resamples] if resamples is not None else values
+
+
+__all__ = ["REPLICATES_FILE", "done_indices", "iter_chunks", "read_chunks", "read_replicates", "save_chunk",
+           "write_replicates", "write_samples"]

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ddim.data import DATASET_INFO, build_dataset
 from ddim.diffusion import encode, sample
@@ -18,14 +18,16 @@ from ddim.utils.noise import CounterNoise
 from ..report.cells import load_cells
 from ..report.tables import format_table, write_results
 from .cell import image_shape, load_model
+from .intervals import paired_differences
+from .options import FabricOptions
 from .task import plan_from_config
 
 log = logging.getLogger(__name__)
 
 
 class SweepResults(Callback):
-    """Writes results.csv, results.md and fid_vs_steps.png (plus consistency and interpolation grids) into
-    the sweep directory once every cell has run; cells that failed are marked in the table. With a cluster
+    """Writes results.csv, results.md, fid_vs_steps.png and comparisons.csv (plus consistency and interpolation
+    grids) into the sweep directory once every cell has run; cells that failed are marked in the table. With a cluster
     launcher the launching process waits for the jobs, so this still runs after the last cell."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
@@ -33,14 +35,16 @@ class SweepResults(Callback):
 
 
 def collect_sweep(sweep_dir: Path, config: DictConfig | None = None) -> list[Path]:
-    """The end of a sweep from what is on disk: the tables from the cells' metrics.json, then, given the sweep's
-    config, the figures and the W&B summary when it asks for them. Returns the files written."""
+    """The end of a sweep from what is on disk: the tables from the cells' metrics.json with the paper's paired
+    differences (from the cells' stored resamples, topped up to the config's fid.bootstrap from their features), then,
+    given the sweep's config, the figures and the W&B summary when it asks for them. Returns the files written."""
     cells = load_cells(sweep_dir)
     if not cells:
         log.warning("no metrics.json under %s: nothing to tabulate", sweep_dir)
         return []
-    paths = write_results(sweep_dir, cells)
-    print(format_table(cells))
+    comparisons = sweep_differences(sweep_dir, cells, config)
+    paths = write_results(sweep_dir, cells, comparisons=comparisons)
+    print(format_table(cells, comparisons=comparisons))
     print(f"\nresults: {sweep_dir / 'results.md'}")
     if config is None:
         return paths
@@ -57,6 +61,19 @@ def collect_sweep(sweep_dir: Path, config: DictConfig | None = None) -> list[Pat
             log.error("W&B logging failed (%s: %s); the results are in %s", type(error).__name__, error,
                       sweep_dir / "results.md")
     return [*paths, *figures]
+
+
+def sweep_differences(sweep_dir: Path, cells: list[dict[str, Any]], config: DictConfig | None) -> list[dict[str, Any]]:
+    """paired_differences with the config's fid.bootstrap and device (stored resamples only without a config, or
+    with fid.bootstrap=0); [] with a log line if it fails, so the tables are still written."""
+    resamples = OmegaConf.select(config, "fid.bootstrap") if config is not None else None
+    fabric = OmegaConf.select(config, "fabric") if config is not None else None
+    device = FabricOptions(**OmegaConf.to_container(fabric, resolve=True)).main_device() if fabric else "cpu"
+    try:
+        return paired_differences(sweep_dir, cells, int(resamples) if resamples else None, device)
+    except Exception as error:  # the differences are a bonus over the tables
+        log.error("paired differences failed: %s: %s", type(error).__name__, error)
+        return []
 
 
 @torch.inference_mode()

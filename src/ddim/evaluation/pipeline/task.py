@@ -99,7 +99,7 @@ def run_evaluation(cfg: DictConfig, out_dir: str, multirun: bool = False, group:
         if not multirun:
             raise
         log.error("cell failed: %s: %s", type(error).__name__, error)
-        settings = {k: cfg.sampler.get(k) for k in ("steps", "eta", "skip", "method")}
+        settings = {**{k: cfg.sampler.get(k) for k in ("steps", "eta", "skip", "method")}, "seed": cfg.get("seed")}
         metrics = write_failure(out_dir, settings, error)
     log_cell_to_wandb(cfg, metrics, out_dir, group)
     return metrics
