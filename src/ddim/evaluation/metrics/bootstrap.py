@@ -28,7 +28,7 @@ CONFIDENCE = 0.95
 BOOTSTRAP_STREAM = 0x626F6F74  # "boot"
 SUBSET_STREAM = 0x73756273  # "subs"
 RESAMPLE_VERSION = 1  # bump if the draws change: stored replicates of an older scheme must not be paired with newer
-_CHUNK_ELEMENTS = 1 << 24  # float64 elements of a chunk of weighted rows: 128 MB, whatever D
+_CHUNK_ELEMENTS = 1 << 22  # float64 elements of a chunk of weighted rows: 32 MB, whatever D
 _BATCH_ELEMENTS = 1 << 20  # multisets are batched only while N·D + D² is below this
 
 
@@ -85,7 +85,8 @@ class FrechetToReference:
         self.mu_ref, self.sigma_ref = as64(mu_ref).reshape(-1), as64(np.atleast_2d(sigma_ref))
         if len(self.mu_ref) != self.dim:
             raise ValueError(f"reference dim {len(self.mu_ref)} differs from the features' {self.dim}")
-        self.shift = self.features.double().mean(0)
+        step = max(1, _CHUNK_ELEMENTS // self.dim)  # the mean a chunk at a time: no float64 copy of the whole set
+        self.shift = sum(self.features[i : i + step].double().sum(0) for i in range(0, self.num, step)) / self.num
         self.shift_from_ref = self.shift - self.mu_ref
         self.trace_ref = float(torch.trace(self.sigma_ref))
         self._sqrt_ref: torch.Tensor | None = None
@@ -114,8 +115,8 @@ class FrechetToReference:
         index = torch.as_tensor(keep, device=self.device)
         n = torch.as_tensor(sizes, device=self.device)[:, None]  # b × 1
         small = len(keep) < self.dim  # fewer distinct rows than dimensions: keep the rows, not a D × D sum
-        total: torch.Tensor | float = 0.0
-        gram: torch.Tensor | float = 0.0
+        total = torch.zeros(len(counts), self.dim, dtype=torch.float64, device=self.device)
+        gram = None if small else torch.zeros(len(counts), self.dim, self.dim, dtype=torch.float64, device=self.device)
         rows = []
         step = max(1, _CHUNK_ELEMENTS // (self.dim * len(counts)))
         for start in range(0, len(keep), step):
@@ -124,8 +125,8 @@ class FrechetToReference:
                 rows.append(centred * weights[:, start : start + step].sqrt())
             else:
                 weighted = centred * weights[:, start : start + step]
-                total = total + weighted.sum(1)
-                gram = gram + weighted.transpose(1, 2) @ centred
+                total += weighted.sum(1)
+                gram.baddbmm_(weighted.transpose(1, 2), centred.expand(len(counts), -1, -1))  # in place: no D × D copy
         if small:
             y, root = torch.cat(rows, 1), weights.sqrt()
             offset = (root * y).sum(1) / n  # the weighted mean, about the shift
@@ -134,7 +135,8 @@ class FrechetToReference:
             product = y @ self.sigma_ref @ y.transpose(1, 2)  # n' × n': the nonzero eigenvalues of Σ^½ Σ_ref Σ^½
         else:
             offset = total / n
-            sigma = (gram - n[:, :, None] * offset[:, :, None] * offset[:, None, :]) / (n[:, :, None] - 1)
+            scaled = offset * n.sqrt()  # Σ w (x − μ)(x − μ)ᵀ = Σ w x xᵀ − n μ μᵀ, in place in the sums
+            sigma = gram.baddbmm_(scaled[:, :, None], scaled[:, None, :], alpha=-1).div_(n[:, :, None] - 1)
             trace = sigma.diagonal(dim1=1, dim2=2).sum(1)
             product = self.sqrt_ref @ sigma @ self.sqrt_ref
         # eigvalsh reads one triangle: the product is symmetric up to rounding
