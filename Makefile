@@ -31,6 +31,7 @@ test-lowest:
 	test -x $(UV) || $(PYTHON) -m pip install -q --target $(LOWEST)/uv uv
 	$(LOWEST_PY) -m pip install -q $(TORCH)
 	printf '%s\n' $(TORCH) > $(LOWEST)/torch.txt
+	rm -f $(LOWEST)/requirements.txt  # uv would prefer its pins to the bounds: resolve afresh
 	$(UV) pip compile -q pyproject.toml --extra dev --resolution lowest-direct -c $(LOWEST)/torch.txt \
 		--python $(LOWEST_PY) -o $(LOWEST)/requirements.txt
 	$(UV) pip sync -q --python $(LOWEST_PY) $(LOWEST)/requirements.txt
