@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 # torch/torchvision pinned to the releases on this machine's disk; elsewhere override, e.g. TORCH="torch torchvision"
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test test-lowest test-all demo bench clean
+.PHONY: install test test-lowest demo bench clean
 
 install: $(VENV)/.installed
 
