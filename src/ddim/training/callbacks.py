@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from ddim.errors import InputError
 from ddim.sampling import SamplerSettings, generate, save_image_grid
 from ddim.utils import atomic_path
 
@@ -28,14 +29,9 @@ class SampleGrid(L.Callback):
         self, out_dir: str, every_n_steps: int = 500, num_samples: int = 64, steps: int = 50, eta: float = 0.0,
         skip: str = "uniform", seed: int = 0, nrow: int = 8, upscale: int = 1,
     ) -> None:
-        from ddim.errors import InputError  # here: the imports above belong to the sampling move
-
         if every_n_steps < 1 or num_samples < 1:
             raise InputError(f"SampleGrid: every_n_steps={every_n_steps}, num_samples={num_samples}; expected >= 1")
-        try:
-            SamplerSettings(steps, eta, skip)  # η and skip are checked now, not at the first grid
-        except ValueError as error:  # a config value, so bad input whatever type the sampler raises it as
-            raise (error if isinstance(error, InputError) else InputError(str(error))) from None
+        SamplerSettings(steps, eta, skip)  # η and skip are checked now (InputError), not at the first grid
         self.out_dir = Path(out_dir)
         self.every_n_steps, self.num_samples = every_n_steps, num_samples
         self.steps, self.eta, self.skip, self.seed = steps, eta, skip, seed

@@ -108,11 +108,11 @@ class DiffusionModule(L.LightningModule):
             raise InputError(f"ema_decay={ema_decay!r}; expected a value in [0, 1)")
         # plain dicts only, so that checkpoints load with torch.load(weights_only=True) and carry the architecture
         self.save_hyperparameters()
+        self.model = UNet(**model)  # raises InputError for its own config values
         try:
-            self.model = UNet(**model)
             self.schedule = NoiseSchedule.from_config(schedule)
-        except ValueError as error:  # the U-Net's and the schedule's own checks of their config values
-            raise (error if isinstance(error, InputError) else InputError(str(error))) from None
+        except ValueError as error:  # the pure core raises plain ValueErrors; here they are config values
+            raise InputError(str(error)) from None
         self.ema = AveragedModel(self.model, multi_avg_fn=ema_update_fn(ema_decay, ema_warmup), use_buffers=True)
         self.ema.requires_grad_(False)
         self.register_buffer("alphas_cumprod", self.schedule.alphas_cumprod.float(), persistent=False)

@@ -260,9 +260,6 @@ def build_feature_extractor(
         what = "could not be downloaded" if weights_path is None else f"fid.weights={weights_path} could not be loaded"
         detail = (str(error).splitlines() or [""])[0]
         raise _inception_error(f"{what} ({type(error).__name__}: {detail})") from error
-    # reference statistics are keyed by these weights, so a wrong weights file that happens to load never reads
-    # (or poisons) the statistics of the right one
-    extractor.cache_tag = f"{INCEPTION}-{weights_digest(extractor)}"
     return extractor.to(device)
 
 

@@ -23,7 +23,7 @@ from torch_fidelity.metric_kid import kernel_mmd
 from ddim.sampling.pixels import to_uint8
 from ddim.utils import atomic_path
 
-from .features import default_cache_dir, input_channels, match_channels
+from .features import default_cache_dir, input_channels, match_channels, weights_digest
 
 log = logging.getLogger(__name__)
 STATS_FORMAT = 1  # bump if the .npz layout changes: it is part of every cache key
@@ -171,8 +171,11 @@ def kid_from_features(
 
 
 def extractor_tag(extractor: FeatureExtractorBase) -> str:
-    """What identifies the extractor's weights in a cache key (the digits classifier's carries a weights hash)."""
-    return str(getattr(extractor, "cache_tag", extractor.get_name()))
+    """What identifies the extractor's weights in a cache key: its own `cache_tag` (the digits classifier's), else its
+    name and a hash of its weights, so a wrong weights file that happens to load never reads (or poisons) the
+    statistics of the right one. Computed only when a cache key is asked for (≈0.3 s for Inception)."""
+    tag = getattr(extractor, "cache_tag", None)
+    return str(tag) if tag else f"{extractor.get_name()}-{weights_digest(extractor)}"
 
 
 def stats_cache_path(cache_dir: str | os.PathLike | None, key: Mapping[str, Any]) -> Path:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .cells import (
-    DDIM, FAILED, RECON, Cell, cell_method, cell_nfe, cell_value, eta_cells, eta_label, eta_values, is_eta_cell,
+    RECON, Cell, cell_method, cell_nfe, cell_value, eta_cells, eta_label, eta_values, is_eta_cell,
     is_eta_zero, is_finished, method_label, normalize_eta, trajectory_names,
 )
 from .replicates import aggregate_seeds
@@ -97,5 +97,5 @@ def method_pivot(cells: Sequence[Cell]) -> list[dict[str, Any]]:
             for row in grid.rows]
 
 
-__all__ = ["DDIM", "FAILED", "Pivot", "eta_pivot", "method_cells", "method_grid", "method_pivot", "methods_in",
+__all__ = ["Pivot", "eta_pivot", "method_cells", "method_grid", "method_pivot", "methods_in",
            "pivot", "pivot_table"]

@@ -34,7 +34,7 @@ CSV_FIELDS = [
 ]
 
 
-def _paper_notes(cells: Sequence[Cell], beside: int, mismatched: dict[str, int], what: str, setup: str) -> list[str]:
+def _paper_notes(beside: int, mismatched: dict[str, int], what: str, setup: str) -> list[str]:
     notes = []
     if beside:
         notes.append(f"In parentheses: Song et al. (2021) {what} and our difference (ours − paper), beside the {beside} "
@@ -96,9 +96,9 @@ def format_table(cells: Sequence[Cell], paper: str | Path | None = PAPER_TABLE1,
     lines = [title, "", *markdown_table(header, rows)]
 
     setup1 = ", ".join(f"{d}: {TABLE1_TRAJECTORY[d]}" for d in TABLE1_TRAJECTORY)
-    notes = _paper_notes(chosen, fid_beside, fid_mismatch, "Table 1",
+    notes = _paper_notes(fid_beside, fid_mismatch, "Table 1",
                          f"FID, ddim, {TABLE1_NUM_SAMPLES:,} samples, EMA weights, trajectory {setup1}")
-    notes += _paper_notes(chosen, recon_beside, recon_mismatch, "Table 2",
+    notes += _paper_notes(recon_beside, recon_mismatch, "Table 2",
                           f"CIFAR-10, η = 0, all {TABLE2_NUM_IMAGES:,} test images, EMA weights")
     if any(c.get(RECON) is not None for c in chosen):
         notes.append("Reconstruction: per-dimension MSE in [0, 1] on the test set, encoded and decoded with the row's S.")
