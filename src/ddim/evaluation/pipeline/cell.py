@@ -112,15 +112,18 @@ def score(plan: CellPlan, reference: FeatureStats) -> dict[str, Any]:
     """The cell's metrics from its finished chunk files: FID (or FD) with its bootstrap interval and FD∞ where asked
     for (intervals.py), KID, throughput and reconstruction MSE."""
     out = Path(plan.out_dir)
-    generated = FeatureStats()  # running sums: O(D²) memory whatever N
-    for _, rows in iter_chunks(plan.work_dir("features"), "features", plan.eval.num_samples):
+    work, num = plan.work_dir("features"), plan.eval.num_samples
+    # KID and the resamples draw subsets, so they need the features whole (float32, as stored), read once; the FD
+    # alone streams them chunk by chunk into running sums, O(D²) memory whatever N
+    whole = plan.fid.kid_subsets > 0 or plan.fid.bootstrap > 0 or plan.fid.extrapolate
+    features = read_chunks(work, "features", num) if whole else None
+    generated = FeatureStats()
+    for rows in [features] if whole else (rows for _, rows in iter_chunks(work, "features", num)):
         generated.update(rows)
     result: dict[str, Any] = {"value": fid_from_stats(generated.mu, generated.sigma, reference.mu, reference.sigma)}
     # images/s of one process; the cell as a whole runs about `devices` times that
-    result["images_per_second"] = 1.0 / read_chunks(plan.work_dir("features"), "seconds", plan.eval.num_samples).mean()
-    if plan.fid.kid_subsets > 0 or plan.fid.bootstrap > 0 or plan.fid.extrapolate:
-        # KID and the resamples draw subsets, so they read the features whole, as stored (float32), once
-        features = read_chunks(plan.work_dir("features"), "features", plan.eval.num_samples)
+    result["images_per_second"] = 1.0 / read_chunks(work, "seconds", num).mean()
+    if whole:
         result.update(score_intervals(plan, features, reference, result["value"]))
     if plan.fid.kid_subsets > 0:
         size = min(plan.fid.kid_subset_size, len(features), reference.num_samples)
