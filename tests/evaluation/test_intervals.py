@@ -75,8 +75,7 @@ def test_metrics_json_records_the_seed_and_both_sample_counts(tmp_path, monkeypa
     model = SimpleNamespace(config={"in_channels": 1, "resolution": 8})
     monkeypatch.setattr(cell_module, "load_model", lambda *a, **k: (model, NoiseSchedule.from_config(DEFAULT_SCHEDULE), {}))
     monkeypatch.setattr(cell_module, "build_feature_extractor", lambda *a, **k: None)
-    monkeypatch.setattr(cell_module, "build_dataset", lambda *a, **k: [])
-    monkeypatch.setattr(cell_module, "reference_stats", lambda *a, **k: ref)
+    monkeypatch.setattr(cell_module, "cell_reference", lambda *a, **k: (ref, None))  # the training set's statistics
     monkeypatch.setattr(cell_module, "launch", lambda p: write_features(p, cell_features()))
     metrics = cell_module.run_cell(plan)
     on_disk = json.loads((tmp_path / "0" / "metrics.json").read_text())

@@ -233,10 +233,12 @@ def _unreadable(path: Path) -> str | None:
 
 
 def build_feature_extractor(
-    name: str, weights_path: str | os.PathLike | None = None, device: torch.device | str = "cpu"
+    name: str, weights_path: str | os.PathLike | None = None, device: torch.device | str = "cpu",
+    logits: bool = False,
 ) -> FeatureExtractorBase:
-    """A ready torch-fidelity extractor on `device` for the metric's default layer (Inception "2048", digits "64").
-    Missing or unreadable weights fail here, in one line, before any sampling."""
+    """A ready torch-fidelity extractor on `device` for the metric's default layer (Inception "2048", digits "64"),
+    and with `logits` the class logits the Inception Score takes as a second output (Inception "logits_unbiased",
+    digits "logits"). Missing or unreadable weights fail here, in one line, before any sampling."""
     if name not in METRIC_NAMES:
         raise InputError(f"unknown feature extractor {name!r}; expected one of {', '.join(METRIC_NAMES)}")
     if weights_path in (None, ""):  # an empty fid.weights= override means "not given"
@@ -250,11 +252,13 @@ def build_feature_extractor(
             raise MissingInputError(f"fid.weights={weights_path}: {problem} (digits classifier weights)")
         weights_path = str(path)
     cls = FEATURE_EXTRACTORS_REGISTRY[name]
-    layer = cls.get_default_feature_layer_for_metric("fid")
+    layers = [cls.get_default_feature_layer_for_metric("fid")]
+    if logits:
+        layers.append(cls.get_default_feature_layer_for_metric("isc"))
     if name != INCEPTION:
-        return cls(name, [layer], feature_extractor_weights_path=weights_path).to(device)
+        return cls(name, layers, feature_extractor_weights_path=weights_path).to(device)
     try:
-        extractor = FeatureExtractorInceptionV3(name, [layer], feature_extractor_weights_path=weights_path,
+        extractor = FeatureExtractorInceptionV3(name, layers, feature_extractor_weights_path=weights_path,
                                                 verbose=False)
     except Exception as error:  # offline download, corrupt file, wrong state dict: all have the same fix
         what = "could not be downloaded" if weights_path is None else f"fid.weights={weights_path} could not be loaded"

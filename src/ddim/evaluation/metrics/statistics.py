@@ -51,6 +51,19 @@ class FeatureStats:
         stats.update(features)
         return stats
 
+    @classmethod
+    def from_moments(cls, mu: np.ndarray, sigma: np.ndarray, num_samples: int | None = None) -> FeatureStats:
+        """Statistics known only by their mean and covariance (another tool's reference file): no features, and
+        `num_samples` None where the file does not say."""
+        stats = cls()
+        mu, sigma = np.asarray(mu, dtype=np.float64), np.atleast_2d(np.asarray(sigma, dtype=np.float64))
+        stats.num_samples, stats._shift, stats._mu_sigma = num_samples, mu, (mu, sigma)  # type: ignore[assignment]
+        return stats
+
+    @property
+    def has_features(self) -> bool:
+        return bool(self._kept)
+
     @property
     def dim(self) -> int | None:
         return None if self._shift is None else len(self._shift)
@@ -134,12 +147,17 @@ class FeatureStats:
 
 def extract_features(extractor: FeatureExtractorBase, images_uint8: torch.Tensor) -> torch.Tensor:
     """The extractor's first requested feature layer for a uint8 [B, C, H, W] batch, on the extractor's device."""
+    return extract_layers(extractor, images_uint8)[0]
+
+
+def extract_layers(extractor: FeatureExtractorBase, images_uint8: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Every requested layer (the Fréchet features, then the logits where asked for) for a uint8 batch."""
     if images_uint8.dtype != torch.uint8:
         raise TypeError(f"extract_features takes uint8 images (see to_uint8), got {images_uint8.dtype}")
     device = next(extractor.parameters()).device
     images = match_channels(images_uint8, input_channels(extractor)).to(device)
     with torch.inference_mode():
-        return extractor(images)[0]
+        return tuple(extractor(images))
 
 
 def fid_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
@@ -235,6 +253,6 @@ def reference_stats(
 
 
 __all__ = [
-    "FeatureStats", "extract_features", "extractor_tag", "fid_from_stats", "kid_from_features", "reference_stats",
+    "FeatureStats", "extract_features", "extract_layers", "extractor_tag", "fid_from_stats", "kid_from_features", "reference_stats",
     "stats_cache_path", "to_uint8",
 ]

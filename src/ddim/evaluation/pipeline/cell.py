@@ -24,9 +24,11 @@ from ddim.sampling import fast_model, generate, reconstruct, to_uint8
 from ddim.utils import atomic_write_text, exclusive_lock
 
 from ..metrics.features import build_feature_extractor, metric_name
-from ..metrics.statistics import FeatureStats, extract_features, fid_from_stats, kid_from_features, reference_stats
+from ..metrics.fidelity import inception_score, precision_recall
+from ..metrics.statistics import FeatureStats, extract_layers, fid_from_stats, kid_from_features
 from .intervals import score_intervals
 from .plan import CellPlan
+from .reference import cell_reference
 from .store import done_indices, iter_chunks, read_chunks, save_chunk, write_samples
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,8 @@ def run_shard(fabric: Fabric, plan: CellPlan) -> None:
     shape = image_shape(model)
     model = fast_model(model, fabric.device, compile=plan.eval.compile, channels_last=plan.eval.channels_last,
                        cuda_graphs=plan.eval.cuda_graphs, bf16=plan.eval.bf16)
-    extractor = build_feature_extractor(plan.extractor, plan.fid.weights, fabric.device)
+    logits = plan.fid.wants("isc")  # the Inception Score's class logits, stored beside the features
+    extractor = build_feature_extractor(plan.extractor, plan.fid.weights, fabric.device, logits=logits)
     rank, world = fabric.global_rank, fabric.world_size
 
     sample_dir = plan.work_dir("features")
@@ -74,10 +77,13 @@ def run_shard(fabric: Fabric, plan: CellPlan) -> None:
                       disable=rank != 0, unit="batch"):
         start = time.perf_counter()
         images = to_uint8(generate(model, schedule, plan.sampler, batch, plan.seed, shape, fabric.device, plan.eval.bf16))
-        features = extract_features(extractor, images).cpu().numpy()  # float32, as the extractor made them
+        layers = [layer.cpu().numpy() for layer in extract_layers(extractor, images)]  # float32, as made
         # each image's share of its batch's time: sampling throughput without start-up or reconstruction
         seconds = np.full(len(batch), (time.perf_counter() - start) / len(batch))
         arrays = {"images": images.permute(0, 2, 3, 1).cpu().numpy()} if plan.eval.save_samples else {}
+        features = layers[0]
+        if logits:
+            arrays["logits"] = layers[1]
         save_chunk(sample_dir, batch, features=features, seconds=seconds, **arrays)
 
     if plan.recon_samples > 0:
@@ -110,12 +116,13 @@ def _run_shard_from_dict(fabric: Fabric, plan: dict[str, Any]) -> None:
 
 def score(plan: CellPlan, reference: FeatureStats) -> dict[str, Any]:
     """The cell's metrics from its finished chunk files: FID (or FD) with its bootstrap interval and FD∞ where asked
-    for (intervals.py), KID, throughput and reconstruction MSE."""
+    for (intervals.py), KID, Inception Score, precision and recall (fid.metrics), throughput and reconstruction
+    MSE."""
     out = Path(plan.out_dir)
     work, num = plan.work_dir("features"), plan.eval.num_samples
     # KID and the resamples draw subsets, so they need the features whole (float32, as stored), read once; the FD
     # alone streams them chunk by chunk into running sums, O(D²) memory whatever N
-    whole = plan.fid.kid_subsets > 0 or plan.fid.bootstrap > 0 or plan.fid.extrapolate
+    whole = plan.fid.wants("kid") or plan.fid.wants("prc") or plan.fid.bootstrap > 0 or plan.fid.extrapolate
     features = read_chunks(work, "features", num) if whole else None
     generated = FeatureStats()
     for rows in [features] if whole else (rows for _, rows in iter_chunks(work, "features", num)):
@@ -125,9 +132,14 @@ def score(plan: CellPlan, reference: FeatureStats) -> dict[str, Any]:
     result["images_per_second"] = 1.0 / read_chunks(work, "seconds", num).mean()
     if whole:
         result.update(score_intervals(plan, features, reference, result["value"]))
-    if plan.fid.kid_subsets > 0:
+    if plan.fid.wants("kid"):
         size = min(plan.fid.kid_subset_size, len(features), reference.num_samples)
         result["kid_mean"], result["kid_std"] = kid_from_features(features, reference.features, plan.fid.kid_subsets, size)
+    if plan.fid.wants("isc"):
+        result["isc_mean"], result["isc_std"] = inception_score(read_chunks(work, "logits", num), plan.fid.isc_splits)
+    if plan.fid.wants("prc"):
+        result["precision"], result["recall"] = precision_recall(
+            features, reference.features, plan.fid.prc_neighborhood, device=plan.fabric.main_device())
     if plan.recon_samples > 0:
         recon_dir = plan.work_dir("reconstruction")
         result["recon_mse"] = float(read_chunks(recon_dir, "mse", plan.recon_samples).mean())
@@ -164,14 +176,7 @@ def _evaluate_unlocked(plan: CellPlan) -> dict[str, Any]:
     if plan.dataset.get("resolution") != shape[1]:
         raise InputError(f"dataset resolution {plan.dataset.get('resolution')} does not match the model's {shape[1]}")
     extractor = build_feature_extractor(plan.extractor, plan.fid.weights, plan.fabric.main_device())
-    train_split = DATASET_INFO[plan.dataset["name"]]["train_split"]
-    reference = reference_stats(
-        build_dataset(plan.dataset["name"], plan.dataset.get("root"), train_split, plan.dataset["resolution"]),
-        extractor, plan.extractor, plan.fid.cache_dir,
-        key={"dataset": plan.dataset["name"], "split": train_split, "resolution": plan.dataset["resolution"],
-             "extractor": plan.extractor},
-        batch_size=plan.eval.batch_size,
-    )
+    reference, reference_format = cell_reference(plan, extractor, shape)
     if plan.recon_samples > 0:
         test_split = DATASET_INFO[plan.dataset["name"]]["test_split"]
         test = build_dataset(plan.dataset["name"], plan.dataset.get("root"), test_split, plan.dataset["resolution"])
@@ -191,6 +196,7 @@ def _evaluate_unlocked(plan: CellPlan) -> dict[str, Any]:
         # where the paired differences at the end of the sweep find this cell's features and the reference's
         "features_dir": plan.work_dir("features").name,
         "reference_stats": str(reference.path) if reference.path else None,
+        **({"reference_format": reference_format} if reference_format else {}),
         "seconds": round(seconds, 3),
         "devices": plan.fabric.devices, "ckpt": plan.ckpt, "key": key,
     }

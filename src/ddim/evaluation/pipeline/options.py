@@ -6,8 +6,8 @@ its use. `python evaluate.py --cfg job` lists them all with their values."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -43,6 +43,9 @@ class EvalOptions:
         _positive("eval.figure_rows", self.figure_rows)
 
 
+FID_METRICS = ("fid", "kid", "isc", "prc")
+
+
 @dataclass
 class FidOptions:
     """The Fréchet distance and KID (`fid.*`). extractor=auto: our digits classifier's second conv block on digits
@@ -51,7 +54,7 @@ class FidOptions:
 
     extractor: str = "auto"  # auto | inception-v3-compat | digits-classifier-conv | digits-classifier
     weights: Optional[str] = None  # local Inception weights file; null: torch-fidelity's download
-    kid_subsets: int = 100  # KID from the same features; 0 turns it off
+    kid_subsets: int = 100  # KID (kid in fid.metrics) from the same features; 0 turns it off
     kid_subset_size: int = 1000
     cache_dir: Optional[str] = None  # reference statistics cache; null: $DDIM_CACHE or ~/.cache/ddim
     # bootstrap resamples of the cell's images, from its stored features: a 95 % interval of FD/FID (value_ci) and of
@@ -60,12 +63,35 @@ class FidOptions:
     bootstrap: int = 200
     extrapolate: bool = False  # also FD∞ (Chong & Forsyth 2020): FD of random subsets of N/5..N images, fitted in 1/N
     extrapolate_sizes: int = 5  # how many subset sizes the FD∞ line is fitted to
+    # what a cell reports: fid (the Fréchet distance on the extractor's features, always), kid, isc (Inception Score
+    # from the extractor's class logits: Inception's, or the digits classifier's 10), prc (precision and recall,
+    # Kynkäänniemi et al. 2019, k-NN balls on the Fréchet features). isc stores logits beside the features, so turning
+    # it on later samples the cell again; prc is computed from the stored features
+    metrics: List[str] = field(default_factory=lambda: ["fid", "kid"])
+    isc_splits: int = 10
+    prc_neighborhood: int = 3  # k of the k-NN balls (the paper's 3)
+    # reference statistics from a file instead of the training set's: pytorch-fid's or EDM's .npz (mu, sigma), a
+    # guided-diffusion reference batch (arr_0, mu, sigma: its mu and sigma), or one of ours (python -m
+    # ddim.evaluation.export_reference); kid and prc need reference features, which only ours hold
+    reference: Optional[str] = None
 
     def __post_init__(self) -> None:
+        unknown = sorted(set(self.metrics) - set(FID_METRICS))
+        if unknown or "fid" not in self.metrics:
+            raise InputError(f"fid.metrics={list(self.metrics)}; expected a list of {', '.join(FID_METRICS)} that "
+                             f"includes fid (the cell's value)")
+        _positive("fid.isc_splits", self.isc_splits)
+        _positive("fid.prc_neighborhood", self.prc_neighborhood)
+        if self.reference == "":  # an empty override means "not given"
+            self.reference = None
         _positive("fid.kid_subsets", self.kid_subsets, 0)
         _positive("fid.kid_subset_size", self.kid_subset_size, 2)
         _positive("fid.bootstrap", self.bootstrap, 0)
         _positive("fid.extrapolate_sizes", self.extrapolate_sizes, 2)
+
+    def wants(self, metric: str) -> bool:
+        """Whether the cell computes `metric` (kid also needs kid_subsets > 0)."""
+        return metric in self.metrics and (metric != "kid" or self.kid_subsets > 0)
 
 
 @dataclass
@@ -113,4 +139,4 @@ def register_schemas() -> None:
 
 register_schemas()
 
-__all__ = ["EvalOptions", "FabricOptions", "FidOptions", "GROUPS", "renamed_override", "register_schemas"]
+__all__ = ["EvalOptions", "FID_METRICS", "FabricOptions", "FidOptions", "GROUPS", "renamed_override", "register_schemas"]

@@ -57,6 +57,8 @@ class CellPlan:
             "noise": NOISE_VERSION, "bf16": self.eval.bf16,
             # only when not ddim, so the keys (and cached work) of cells from before methods existed still hold
             **({"method": self.sampler.method} if self.sampler.method != "ddim" else {}),
+            # the Inception Score's logits are stored beside the features: batches without them cannot serve it
+            **({"logits": True} if self.fid.wants("isc") else {}),
         }
 
     def work_dir(self, kind: str) -> Path:
@@ -71,7 +73,25 @@ class CellPlan:
                 "dataset": self.dataset.get("name"),
                 # only when asked for, so cells scored before intervals existed keep their keys
                 **({"bootstrap": self.fid.bootstrap} if self.fid.bootstrap else {}),
-                **({"extrapolate_sizes": self.fid.extrapolate_sizes} if self.fid.extrapolate else {})}
+                **({"extrapolate_sizes": self.fid.extrapolate_sizes} if self.fid.extrapolate else {}),
+                **self._metrics_key}
+
+    @property
+    def _metrics_key(self) -> dict[str, Any]:
+        """The scoring options that change metrics.json, each only when it differs from what cells scored before
+        they existed did (the FD against the training set, with KID): a cell asked for more is scored again, from
+        its stored features."""
+        key: dict[str, Any] = {}
+        if sorted(self.fid.metrics) != ["fid", "kid"]:
+            key["metrics"] = sorted(self.fid.metrics)
+        if self.fid.wants("isc"):
+            key["isc_splits"] = self.fid.isc_splits
+        if self.fid.wants("prc"):
+            key["prc_neighborhood"] = self.fid.prc_neighborhood
+        if self.fid.reference:
+            key["reference"] = str(Path(self.fid.reference).expanduser().resolve())
+            key["reference_stamp"] = file_stamp(Path(self.fid.reference).expanduser())
+        return key
 
 
 def file_stamp(path: str | Path) -> str:

@@ -18,6 +18,7 @@ from .cells import (
 )
 from .comparisons import comparisons_csv, format_comparisons
 from .markdown import entry_text, markdown_table
+from .other_metrics import OTHER_FIELDS, format_other_metrics
 from .paper import (
     PAPER_TABLE1, PAPER_TABLE2, TABLE1_NUM_SAMPLES, TABLE1_TRAJECTORY, TABLE2_DATASET, TABLE2_NUM_IMAGES, paper_fid, read_paper_table1,
     read_paper_table2, table1_mismatches, table2_mismatches,
@@ -29,7 +30,7 @@ from .replicates import seeds_in
 # results.csv leads with these; any other field a cell carries follows, sorted
 CSV_FIELDS = [
     "job", "dataset", "steps", "eta", "skip", "method", "seed", "metric", "value", "value_ci", "bootstrap",
-    "value_infinity", "kid_mean", "kid_std", "recon_mse", "num_samples", "reference_num_samples", "recon_samples", "nfe",
+    "value_infinity", *OTHER_FIELDS, "recon_mse", "num_samples", "reference_num_samples", "recon_samples", "nfe",
     "seconds", "images_per_second", "status", "error",
 ]
 
@@ -112,7 +113,9 @@ def format_table(cells: Sequence[Cell], paper: str | Path | None = PAPER_TABLE1,
         lines += ["", *notes]
     methods = format_method_table(cells, metric)
     differences = "\n".join(format_comparisons(comparisons, metric))
-    return "\n".join(lines) + "\n" + (f"\n{methods}" if methods else "") + (f"\n{differences}\n" if differences else "")
+    others = format_other_metrics(cells)
+    return ("\n".join(lines) + "\n" + (f"\n{methods}" if methods else "") + (f"\n{differences}\n" if differences else "")
+            + (f"\n{others}" if others else ""))
 
 
 def _seed_text(cell: Cell, cells: Sequence[Cell]) -> str:
