@@ -1,0 +1,109 @@
+"""Two more η = 0 solvers in solvers.py's form (model, x_T, schedule, timesteps, *, callback=None): PNDM with its
+pseudo Runge–Kutta warm-up, and DPM-Solver++(2S), the single-step data-prediction DPM-Solver."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+
+from .sampling import EpsModel, SampleStep, _ddim_step
+from .schedule import NoiseSchedule, x0_from_eps
+from .trajectory import check_timesteps, timestep_pairs
+
+Callback = Callable[[SampleStep], None] | None
+_ADAMS_BASHFORTH = {1: (1.0,), 2: (3 / 2, -1 / 2), 3: (23 / 12, -16 / 12, 5 / 12),
+                    4: (55 / 24, -59 / 24, 37 / 24, -9 / 24)}  # newest first, as in solvers.plms_sample
+PRK_STEPS = 3  # PNDM's warm-up: pseudo Runge–Kutta on the first three intervals, four evaluations each
+
+
+def _eps(model: EpsModel, x: torch.Tensor, t: int) -> torch.Tensor:
+    return model(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)).to(x.dtype)
+
+
+def _phi(x, eps, a_from, a_to):
+    """DDIM's transfer φ (PNDM eq. 9): the η = 0 step from ᾱ_from to ᾱ_to with the given ε̂."""
+    return _ddim_step(x, eps, a_from, a_to, 0.0, None, False)[0]
+
+
+def pndm_sample(
+    model: EpsModel,
+    x_T: torch.Tensor,
+    schedule: NoiseSchedule,
+    timesteps: Sequence[int],
+    *,
+    callback: Callback = None,
+) -> torch.Tensor:
+    """PNDM (Liu et al. 2022, Algorithm 2): pseudo Runge–Kutta on the first three intervals of τ (eq. 13: ε̂ at t,
+    twice at the midpoint m, at the end p, combined (1, 2, 2, 1)/6 and fed to φ from x_t), then PLMS (eq. 12), whose
+    4-step Adams–Bashforth row starts on the fourth interval with the three ε̂ stored at the warm-up's starts.
+
+    The midpoint index is m = t − ⌊(t − p)/2⌋, diffusers' t − (T // S) // 2 on the uniform τ
+    (`PNDMScheduler(skip_prk_steps=False)`). The last interval, to ᾱ = 1, has no index for a midpoint: it is never
+    a Runge–Kutta step, so with S ≤ 3 the warm-up covers the first S − 1 intervals. NFE = S + 3·min(3, S − 1)."""
+    pairs = timestep_pairs(check_timesteps(timesteps, schedule.T))
+    x, history = x_T, []
+    for k, (t, t_prev) in enumerate(pairs):
+        a_t, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
+        eps = _eps(model, x, t)
+        if k < min(PRK_STEPS, len(pairs) - 1):
+            mid = t - (t - t_prev) // 2
+            a_mid = schedule.alpha_bar(mid)
+            eps_2 = _eps(model, _phi(x, eps, a_t, a_mid), mid)
+            eps_3 = _eps(model, _phi(x, eps_2, a_t, a_mid), mid)
+            eps_4 = _eps(model, _phi(x, eps_3, a_t, a_prev), t_prev)
+            history.append(eps)
+            eps_used = (eps + 2 * eps_2 + 2 * eps_3 + eps_4) / 6
+        else:
+            history = [*history[-3:], eps]
+            eps_used = sum(w * e for w, e in zip(_ADAMS_BASHFORTH[len(history)], reversed(history)))
+        x0 = x0_from_eps(x, a_t, eps)
+        x = _phi(x, eps_used, a_t, a_prev)
+        if callback is not None:
+            callback(SampleStep(t, t_prev, x, x0))
+    return x
+
+
+def pndm_nfe(n: int) -> int:
+    return n + 3 * min(PRK_STEPS, n - 1)
+
+
+def dpmpp_2s_sample(
+    model: EpsModel,
+    x_T: torch.Tensor,
+    schedule: NoiseSchedule,
+    timesteps: Sequence[int],
+    *,
+    callback: Callback = None,
+) -> torch.Tensor:
+    """DPM-Solver++(2S) (Lu et al. 2022b, Algorithm 1, single-step second order, data prediction): from t over the
+    next index s of τ to q, u is DDIM's step to s and x_q = (σ_q/σ_t) x_t − α_q (e^{−h} − 1)(x̂0_t + (x̂0(u, s) −
+    x̂0_t)/2r), h = λ_q − λ_t, r = (λ_s − λ_t)/h (diffusers' DPMSolverSinglestepScheduler defaults:
+    algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint").
+
+    τ is walked two intervals per step from the noisy end, as dpm_2s is; the last interval (to ᾱ = 1, where the
+    update returns x̂0) is first order, and so is the one before it when the others do not pair up. NFE = S."""
+    pairs = timestep_pairs(check_timesteps(timesteps, schedule.T))
+    x, k = x_T, 0
+    while k < len(pairs):
+        order = max(1, min(2, len(pairs) - 1 - k))
+        t, s = pairs[k]
+        a_t, a_s = schedule.alpha_bar(t), schedule.alpha_bar(s)
+        eps_t = _eps(model, x, t)
+        x0_t = x0_from_eps(x, a_t, eps_t)
+        u = _phi(x, eps_t, a_t, a_s)  # DPM-Solver++(1) is DDIM's step; to ᾱ = 1 it is x̂0_t
+        if callback is not None:
+            callback(SampleStep(t, s, u, x0_t))
+        if order == 2:
+            q = pairs[k + 1][1]
+            a_q = schedule.alpha_bar(q)
+            x0_s = x0_from_eps(u, a_s, _eps(model, u, s))
+            lam_t, lam_s, lam_q = (0.5 * math.log(a / (1 - a)) for a in (a_t, a_s, a_q))
+            h, r = lam_q - lam_t, (lam_s - lam_t) / (lam_q - lam_t)
+            data = x0_t + (x0_s - x0_t) / (2 * r)
+            u = math.sqrt((1 - a_q) / (1 - a_t)) * x - math.sqrt(a_q) * math.expm1(-h) * data
+            if callback is not None:
+                callback(SampleStep(s, q, u, x0_s))
+        x, k = u, k + order
+    return x
