@@ -82,7 +82,7 @@ def main() -> None:
             generator = (CounterNoise(0, range(args.batch), x_T.shape[1:], device) if per_sample
                          else torch.Generator(device).manual_seed(0))
             with autocast_context(device, args.bf16):
-                sample(model or net, x_T, schedule, args.steps, eta=eta, generator=generator)
+                sample(model or net, x_T, schedule, timesteps, eta=eta, generator=generator)
         return run
 
     runs = {"bare U-Net forwards": bare, "sample η=0": sampler(0.0, False),

@@ -164,7 +164,7 @@ def main() -> None:
                     runs["diffusers"] = diffusers_sampler(unet, batch, config, steps, args.eta, device, bf16)
                 seconds = timed(runs, device, args.repeats)
                 images_per_s = batch / seconds["ours"]
-                nfe_per_s = images_per_s * settings.nfe(schedule.T)
+                nfe_per_s = images_per_s * settings.nfe(schedule)
                 best_nfe_per_s = max(best_nfe_per_s, nfe_per_s)
                 theirs_per_s = batch / seconds["diffusers"] if "diffusers" in seconds else float("nan")
                 row = (f"| {batch} | {mode} | {images_per_s:.2f} | {nfe_per_s:.1f} | {theirs_per_s:.2f} | "
@@ -174,7 +174,7 @@ def main() -> None:
                 print(row, flush=True)
         if model_name in TABLE1:
             s_values, columns, skip, num = TABLE1[model_name]
-            total = num * columns * sum(SamplerSettings(s, 0.0, skip).nfe(schedule.T) for s in s_values)
+            total = num * columns * sum(SamplerSettings(s, 0.0, skip).nfe(schedule) for s in s_values)
             print(f"Table 1 grid ({model_name}): {total:.3g} network evaluations = "
                   f"{total / best_nfe_per_s / 3600:.1f} hours on this device at the best rate above "
                   f"({best_nfe_per_s:.0f} NFE/s)")

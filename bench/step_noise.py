@@ -46,7 +46,7 @@ def per_step(make, batch: int, shape: tuple, device: torch.device, steps: int, r
             torch.cuda.synchronize()
         start = time.perf_counter()
         x_T, noise = make(0, batch, shape, device, nfe)
-        sample(free_model, x_T, schedule, steps, eta=1.0, generator=noise)
+        sample(free_model, x_T, schedule, make_timesteps(schedule.T, steps), eta=1.0, generator=noise)
         host = time.perf_counter() - start
         if device.type == "cuda":
             torch.cuda.synchronize()

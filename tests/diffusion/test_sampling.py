@@ -17,6 +17,10 @@ from ddim.diffusion import (
 from .gaussian_oracle import GaussianOracle
 
 SCHEDULE = NoiseSchedule.linear()
+
+
+def tau(steps: int, skip: str = "uniform") -> list[int]:
+    return make_timesteps(SCHEDULE.T, steps, skip)
 MEAN, STD = 0.2, 0.3
 
 
@@ -73,16 +77,16 @@ def test_positive_sigma_without_noise_and_eta_outside_zero_one_are_rejected():
     with pytest.raises(ValueError, match=r"eta=-0.1; expected a number in \[0, 1\]"):
         ddim_step(x, x, 0.5, 0.9, eta=-0.1, noise=x)
     with pytest.raises(ValueError, match=r"eta=-1; expected a number in \[0, 1\]"):
-        sample(lambda x, t: x, x, SCHEDULE, 10, eta=-1)
+        sample(lambda x, t: x, x, SCHEDULE, tau(10), eta=-1)
     with pytest.raises(ValueError, match="unknown variance"):
-        sample(lambda x, t: x, x, SCHEDULE, 10, variance="large")
+        sample(lambda x, t: x, x, SCHEDULE, tau(10), variance="large")
 
 
 @pytest.mark.parametrize("eta,variance", [(0.0, "eta"), (0.5, "eta"), (1.0, "eta"), (0.0, "sigma_hat")])
 def test_oracle_samples_have_the_data_distribution_at_1000_steps(eta, variance):
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
     x_T = torch.randn(20000, 2, generator=_generator(3), dtype=torch.float64)
-    x0 = sample(oracle, x_T, SCHEDULE, 1000, eta=eta, variance=variance, generator=_generator(4))
+    x0 = sample(oracle, x_T, SCHEDULE, tau(1000), eta=eta, variance=variance, generator=_generator(4))
     assert x0.mean().item() == pytest.approx(MEAN, abs=0.01)
     assert x0.std().item() == pytest.approx(STD, rel=0.03)
 
@@ -100,17 +104,17 @@ def test_oracle_ddim_with_few_steps_is_exactly_euler_on_the_scaled_ode(steps, sk
         s_t, s_p = scaled_sigma(t), scaled_sigma(p)
         factor *= 1 + s_t * (s_p - s_t) / (STD**2 + s_t**2)
     expected = MEAN + factor * (x_T / SCHEDULE.alpha_bar(timesteps[-1]) ** 0.5 - MEAN)
-    torch.testing.assert_close(sample(oracle, x_T, SCHEDULE, steps, skip=skip), expected, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(sample(oracle, x_T, SCHEDULE, tau(steps, skip)), expected, rtol=1e-9, atol=1e-9)
 
 
 def test_eta_zero_ignores_the_generator_and_is_deterministic():
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
     x_T = torch.randn(8, 3, generator=_generator(6))
-    a = sample(oracle, x_T, SCHEDULE, 50, eta=0.0, generator=_generator(7))
-    b = sample(oracle, x_T, SCHEDULE, 50, eta=0.0, generator=_generator(8))
+    a = sample(oracle, x_T, SCHEDULE, tau(50), eta=0.0, generator=_generator(7))
+    b = sample(oracle, x_T, SCHEDULE, tau(50), eta=0.0, generator=_generator(8))
     assert torch.equal(a, b)
-    c = sample(oracle, x_T, SCHEDULE, 50, eta=1.0, generator=_generator(7))
-    d = sample(oracle, x_T, SCHEDULE, 50, eta=1.0, generator=_generator(8))
+    c = sample(oracle, x_T, SCHEDULE, tau(50), eta=1.0, generator=_generator(7))
+    d = sample(oracle, x_T, SCHEDULE, tau(50), eta=1.0, generator=_generator(8))
     assert not torch.allclose(c, d)
 
 
@@ -119,8 +123,8 @@ def test_a_noise_callable_keyed_by_image_makes_image_i_independent_of_batching()
 
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
     x_T = torch.randn(4, 2, 3, generator=_generator(9))
-    together = sample(oracle, x_T, SCHEDULE, 20, eta=1.0, generator=CounterNoise(100, range(4), (2, 3)))
-    alone = [sample(oracle, x_T[i : i + 1], SCHEDULE, 20, eta=1.0, generator=CounterNoise(100, [i], (2, 3)))
+    together = sample(oracle, x_T, SCHEDULE, tau(20), eta=1.0, generator=CounterNoise(100, range(4), (2, 3)))
+    alone = [sample(oracle, x_T[i : i + 1], SCHEDULE, tau(20), eta=1.0, generator=CounterNoise(100, [i], (2, 3)))
              for i in range(4)]
     torch.testing.assert_close(together, torch.cat(alone))
 
@@ -129,7 +133,7 @@ def test_a_noise_callable_keyed_by_image_makes_image_i_independent_of_batching()
 def test_eta_outside_zero_one_is_refused_naming_the_value(eta):
     # η > 1 would ask for σ² > 1 − ᾱ_prev: at S = 10, η = 1.5 gives σ² = 2.25 β̃, past 1 − ᾱ_prev on the last steps
     with pytest.raises(ValueError, match=rf"eta={eta}; expected a number in \[0, 1\]"):
-        sample(GaussianOracle(SCHEDULE, MEAN, STD), torch.zeros(2, 3), SCHEDULE, 10, eta=eta)
+        sample(GaussianOracle(SCHEDULE, MEAN, STD), torch.zeros(2, 3), SCHEDULE, tau(10), eta=eta)
 
 
 @pytest.mark.parametrize("skip", ["uniform", "quad"])
@@ -138,8 +142,8 @@ def test_encode_then_decode_reconstructs_better_as_steps_grow(skip):
     x0 = MEAN + STD * torch.randn(2000, 4, generator=_generator(10), dtype=torch.float64)
     errors = []
     for steps in [10, 50, 200, 1000]:
-        x_T = encode(oracle, x0, SCHEDULE, steps, skip=skip)
-        errors.append(((sample(oracle, x_T, SCHEDULE, steps, skip=skip) - x0) ** 2).mean().item())
+        x_T = encode(oracle, x0, SCHEDULE, tau(steps, skip))
+        errors.append(((sample(oracle, x_T, SCHEDULE, tau(steps, skip)) - x0) ** 2).mean().item())
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
     assert errors[-1] < 1e-3
 
@@ -147,7 +151,7 @@ def test_encode_then_decode_reconstructs_better_as_steps_grow(skip):
 def test_encoding_data_gives_standard_normal_latents():
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
     x0 = MEAN + STD * torch.randn(20000, 1, generator=_generator(11), dtype=torch.float64)
-    x_T = encode(oracle, x0, SCHEDULE, 200)
+    x_T = encode(oracle, x0, SCHEDULE, tau(200))
     assert x_T.mean().item() == pytest.approx(0.0, abs=0.02)
     assert x_T.std().item() == pytest.approx(1.0, rel=0.03)
 
@@ -155,7 +159,7 @@ def test_encoding_data_gives_standard_normal_latents():
 def test_callback_sees_every_step_and_last_x0_pred_is_the_output():
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
     seen = []
-    out = sample(oracle, torch.randn(3, 2, generator=_generator(12)), SCHEDULE, 10, callback=seen.append)
+    out = sample(oracle, torch.randn(3, 2, generator=_generator(12)), SCHEDULE, tau(10), callback=seen.append)
     assert [s.t_from for s in seen] == list(reversed(make_timesteps(1000, 10)))
     assert seen[-1].t_to == -1
     torch.testing.assert_close(seen[-1].x0_pred, out)
@@ -168,7 +172,7 @@ def test_model_sees_long_timesteps_of_the_trajectory():
         calls.append(t.clone())
         return torch.zeros_like(x)
 
-    sample(model, torch.zeros(2, 1), SCHEDULE, 10, skip="quad")
+    sample(model, torch.zeros(2, 1), SCHEDULE, tau(10, "quad"))
     assert all(c.dtype == torch.long and c.shape == (2,) for c in calls)
     assert [int(c[0]) for c in calls] == list(reversed(make_timesteps(1000, 10, "quad")))
 
@@ -194,11 +198,11 @@ def test_counter_noise_gives_image_i_the_same_samples_in_any_batch():
     steps = 70
     noise = CounterNoise(1, range(5), (1, 2, 2), num_step_streams=steps)
     x_T = noise.latents(torch.float64)
-    together = sample(oracle, x_T, SCHEDULE, steps, eta=1.0, generator=noise)
+    together = sample(oracle, x_T, SCHEDULE, tau(steps), eta=1.0, generator=noise)
     alone = []
     for i in [3, 0, 4, 1, 2]:
         one = CounterNoise(1, [i], (1, 2, 2), num_step_streams=steps)
-        alone.append((i, sample(oracle, one.latents(torch.float64), SCHEDULE, steps, eta=1.0, generator=one)))
+        alone.append((i, sample(oracle, one.latents(torch.float64), SCHEDULE, tau(steps), eta=1.0, generator=one)))
     torch.testing.assert_close(together, torch.cat([x for _, x in sorted(alone, key=lambda p: p[0])]))
     other = CounterNoise(2, range(5), (1, 2, 2), num_step_streams=steps)
-    assert not torch.allclose(together, sample(oracle, x_T, SCHEDULE, steps, eta=1.0, generator=other))
+    assert not torch.allclose(together, sample(oracle, x_T, SCHEDULE, tau(steps), eta=1.0, generator=other))

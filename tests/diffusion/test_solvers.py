@@ -14,6 +14,10 @@ from ddim.diffusion.solvers import METHODS, SOLVERS, check_method, nfe
 from .gaussian_oracle import GaussianOracle
 
 SCHEDULE = NoiseSchedule.linear()
+
+
+def tau(steps: int, skip: str = "uniform") -> list[int]:
+    return make_timesteps(SCHEDULE.T, steps, skip)
 # the same ᾱ(t/T) curve on a 100× finer integer grid: near t = 0 the T = 1000 grid's smallest step (index 0 → 1)
 # does not shrink with S, which puts a floor under every solver's error; here that floor is far below the
 # errors measured, so the slopes are the solvers' own orders
@@ -43,8 +47,9 @@ def _final_errors(method, schedule, steps_list, skip, x_T):
     oracle = GaussianOracle(schedule, MEAN, STD)
     errors = []
     for steps in steps_list:
-        top = make_timesteps(schedule.T, steps, skip)[-1]
-        out = SOLVERS[method].sample(oracle, x_T, schedule, steps, skip=skip)
+        timesteps = make_timesteps(schedule.T, steps, skip)
+        out = SOLVERS[method].sample(oracle, x_T, schedule, timesteps)
+        top = timesteps[-1]
         errors.append((out - exact_ode(schedule, x_T, top, -1)).abs().max().item())
     return errors
 
@@ -74,7 +79,7 @@ def test_dpm_3_converges_faster_than_second_order_until_the_floor_near_t_0():
     oracle, x_T, steps_list, errors = GaussianOracle(FINE, MEAN, STD), _latents(64), [20, 40, 80, 160], []
     for steps in steps_list:
         top, at_zero = make_timesteps(FINE.T, steps, "quad")[-1], {}
-        SOLVERS["dpm_3"].sample(oracle, x_T, FINE, steps, skip="quad",
+        SOLVERS["dpm_3"].sample(oracle, x_T, FINE, make_timesteps(FINE.T, steps, "quad"),
                                  callback=lambda s: at_zero.__setitem__(s.t_to, s.x))
         errors.append((at_zero[0] - exact_ode(FINE, x_T, top, 0)).abs().max().item())
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
@@ -91,7 +96,7 @@ def test_on_the_paper_schedule_higher_order_beats_ddim_and_converges_at_second_o
         top = make_timesteps(1000, steps, "quad")[-1]
         at_zero = {}
         for name, store in [(method, errors), ("ddim", ddim_errors)]:
-            SOLVERS[name].sample(oracle, x_T, SCHEDULE, steps, skip="quad",
+            SOLVERS[name].sample(oracle, x_T, SCHEDULE, tau(steps, "quad"),
                                   callback=lambda s: at_zero.__setitem__(s.t_to, s.x))
             store.append((at_zero[0] - exact_ode(SCHEDULE, x_T, top, 0)).abs().max().item())
     # at S = 10 the DPM solvers are no better than DDIM yet: their first λ-steps are long
@@ -103,7 +108,7 @@ def test_on_the_paper_schedule_higher_order_beats_ddim_and_converges_at_second_o
 def test_every_method_lands_on_the_data_distribution(method):
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
     steps = 100 if method == "ddim" else 25
-    x0 = SOLVERS[method].sample(oracle, _latents(10000, 1, seed=1), SCHEDULE, steps, skip="quad")
+    x0 = SOLVERS[method].sample(oracle, _latents(10000, 1, seed=1), SCHEDULE, tau(steps, "quad"))
     assert x0.mean().item() == pytest.approx(MEAN, abs=0.01)
     assert x0.std().item() == pytest.approx(STD, rel=0.03)
 
@@ -118,10 +123,11 @@ def test_nfe_is_the_number_of_network_calls(method, steps, skip):
         calls.append(int(t[0]))
         return torch.zeros_like(x)
 
-    SOLVERS[method].sample(model, torch.zeros(2, 3), SCHEDULE, steps, skip=skip)
+    SOLVERS[method].sample(model, torch.zeros(2, 3), SCHEDULE, tau(steps, skip))
     assert len(calls) == nfe(method, steps, skip, 1000)
     n = len(make_timesteps(1000, steps, skip))  # quad drops repeated indices
-    expected = {"ddim": n, "plms": n + 1 if n > 1 else 1, "heun": 2 * n - 1}.get(method, n)  # the DPM solvers: n
+    expected = {"ddim": n, "plms": n + 1 if n > 1 else 1, "heun": 2 * n - 1,
+                "pndm": n + 3 * min(3, n - 1)}.get(method, n)  # the DPM solvers: n
     assert len(calls) == expected
 
 
@@ -129,8 +135,8 @@ def test_nfe_is_the_number_of_network_calls(method, steps, skip):
 def test_float32_in_float32_out_close_to_float64(method):
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
     x_T = _latents(32, 3, seed=8)
-    out32 = SOLVERS[method].sample(oracle, x_T.float(), SCHEDULE, 20, skip="quad")
-    out64 = SOLVERS[method].sample(oracle, x_T, SCHEDULE, 20, skip="quad")
+    out32 = SOLVERS[method].sample(oracle, x_T.float(), SCHEDULE, tau(20, "quad"))
+    out64 = SOLVERS[method].sample(oracle, x_T, SCHEDULE, tau(20, "quad"))
     assert out32.dtype == torch.float32
     torch.testing.assert_close(out32.double(), out64, rtol=0, atol=1e-5)
 
@@ -148,7 +154,7 @@ def test_callback_sees_each_interval_once_and_ends_at_the_output():
     expected = list(zip(reversed(timesteps), reversed([-1, *timesteps[:-1]])))
     for method in METHODS:
         seen = []
-        out = SOLVERS[method].sample(oracle, _latents(4), SCHEDULE, 9, callback=seen.append)
+        out = SOLVERS[method].sample(oracle, _latents(4), SCHEDULE, tau(9), callback=seen.append)
         assert [(s.t_from, s.t_to) for s in seen] == expected, method
         torch.testing.assert_close(seen[-1].x, out)
 
@@ -160,8 +166,8 @@ def test_encoding_forwards_then_sampling_reconstructs_better_as_steps_grow(metho
     sampler = SOLVERS[method]
     errors = []
     for steps in [10, 20, 50, 100]:
-        x_T = sampler.encode(oracle, x0, SCHEDULE, steps, skip="quad")
-        errors.append(((sampler.sample(oracle, x_T, SCHEDULE, steps, skip="quad") - x0) ** 2).mean().item())
+        x_T = sampler.encode(oracle, x0, SCHEDULE, tau(steps, "quad"))
+        errors.append(((sampler.sample(oracle, x_T, SCHEDULE, tau(steps, "quad")) - x0) ** 2).mean().item())
     assert all(a > b for a, b in zip(errors, errors[1:])), errors
 
 
@@ -172,8 +178,8 @@ def test_heun_reconstructs_better_than_ddim_at_equal_cost():
 
     def error(method, steps):
         sampler = SOLVERS[method]
-        x_T = sampler.encode(oracle, x0, SCHEDULE, steps, skip="quad")
-        return ((sampler.sample(oracle, x_T, SCHEDULE, steps, skip="quad") - x0) ** 2).mean().item()
+        x_T = sampler.encode(oracle, x0, SCHEDULE, tau(steps, "quad"))
+        return ((sampler.sample(oracle, x_T, SCHEDULE, tau(steps, "quad")) - x0) ** 2).mean().item()
 
     assert error("heun", 25) < error("ddim", 50) / 4
     assert [name for name, s in SOLVERS.items() if s.encode is not None] == ["ddim", "heun"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ddim.diffusion import SOLVERS, NoiseSchedule, encode
+from ddim.diffusion import SOLVERS, NoiseSchedule, encode, make_timesteps
 from ddim.sampling import SamplerSettings, generate, reconstruct
 from ddim.evaluation.report.pivot import method_pivot, pivot_table
 from ddim.evaluation.report.plots import method_curves
@@ -14,6 +14,10 @@ from ddim.evaluation.report.tables import format_method_table, format_table, wri
 from ddim.utils.noise import CounterNoise
 
 from ..diffusion.gaussian_oracle import GaussianOracle
+
+
+def tau(steps: int, skip: str = "uniform") -> list[int]:
+    return make_timesteps(1000, steps, skip)
 
 
 def cell(steps, value, method=None, eta=0.0, nfe=None, status="ok"):
@@ -92,7 +96,7 @@ def test_bad_method_settings_are_one_clear_error(kwargs, message):
 
 
 def test_settings_report_true_nfe_and_labels():
-    assert [SamplerSettings(10, method=m).nfe(1000) for m in SOLVERS] == [10, 11, 10, 10, 10, 19]
+    assert [SamplerSettings(10, method=m).nfe(NoiseSchedule.linear()) for m in SOLVERS] == [10, 11, 10, 10, 10, 19]
     assert SamplerSettings(10, 0.5).label == "η=0.5" and SamplerSettings(10, method="heun").label == "heun"
     assert [m for m in SOLVERS if SamplerSettings(10, method=m).can_encode] == ["ddim", "heun"]
 
@@ -106,20 +110,20 @@ def test_generate_dispatches_to_the_method_and_image_i_does_not_depend_on_batchi
     apart = torch.cat([generate(oracle, schedule, settings, [i], seed=3, shape=(1, 2, 2)) for i in range(4)])
     torch.testing.assert_close(together, apart)
     x_T = CounterNoise(3, range(4), (1, 2, 2)).latents()
-    torch.testing.assert_close(together, SOLVERS[method].sample(oracle, x_T, schedule, 6, skip="quad").float())
+    torch.testing.assert_close(together, SOLVERS[method].sample(oracle, x_T, schedule, tau(6, "quad")).float())
 
 
 def test_reconstruct_uses_the_method_encoder_and_refuses_methods_without_one():
     schedule = NoiseSchedule.linear()
     oracle = GaussianOracle(schedule, 0.2, 0.3)
     images = 0.2 + 0.3 * torch.randn(64, 1, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    latents, decoded = reconstruct(oracle, schedule, images, 10, "quad", method="heun")
-    torch.testing.assert_close(latents, SOLVERS["heun"].encode(oracle, images, schedule, 10, skip="quad").float())
-    ddim_latents, ddim_decoded = reconstruct(oracle, schedule, images, 10, "quad")
-    torch.testing.assert_close(ddim_latents, encode(oracle, images, schedule, 10, skip="quad").float())
+    latents, decoded = reconstruct(oracle, schedule, images, tau(10, "quad"), method="heun")
+    torch.testing.assert_close(latents, SOLVERS["heun"].encode(oracle, images, schedule, tau(10, "quad")).float())
+    ddim_latents, ddim_decoded = reconstruct(oracle, schedule, images, tau(10, "quad"))
+    torch.testing.assert_close(ddim_latents, encode(oracle, images, schedule, tau(10, "quad")).float())
     assert (decoded - images).square().mean() < (ddim_decoded - images).square().mean() / 4
     with pytest.raises(ValueError, match="sampler.method=plms has no encoder; reconstruction needs one of ddim, heun"):
-        reconstruct(oracle, schedule, images, 10, "quad", method="plms")
+        reconstruct(oracle, schedule, images, tau(10, "quad"), method="plms")
 
 
 def test_demo_methods_sweep_sweeps_every_method(tmp_path):
@@ -132,4 +136,4 @@ def test_demo_methods_sweep_sweeps_every_method(tmp_path):
     cfg = compose_config("evaluate", tmp_path, ["sweep=demo_methods", "sampler.method=heun"])
     settings = SamplerSettings(**OmegaConf.to_container(cfg.sampler, resolve=True))
     assert (settings.method, settings.skip, settings.steps) == ("heun", "quad", 50)
-    assert settings.nfe(1000) == 2 * 49 - 1  # quad's 50 points hold 49 distinct indices
+    assert settings.nfe(NoiseSchedule.linear()) == 2 * 49 - 1  # quad's 50 points hold 49 distinct indices

@@ -42,11 +42,11 @@ from .solvers import (
     plms_sample,
 )
 from .schedule import SCHEDULE_NAMES, NoiseSchedule, eps_from_x0, q_sample, x0_from_eps
-from .trajectory import SKIP_TYPES, check_steps, make_timesteps, timestep_pairs
+from .trajectory import SKIP_TYPES, check_steps, check_timesteps, make_timesteps, timestep_pairs
 
 __all__ = [
     "LOSS_WEIGHTINGS", "METHODS", "SOLVERS", "SCHEDULE_NAMES", "SKIP_TYPES", "VARIANCES", "NoiseSchedule", "SampleStep",
-    "Solver", "check_method", "check_steps", "ddim_sigma", "ddim_step", "ddpm_posterior_variance",
+    "Solver", "check_method", "check_steps", "check_timesteps", "ddim_sigma", "ddim_step", "ddpm_posterior_variance",
     "ddpm_sigma_hat_step", "dpm_2s_sample", "dpm_3_sample", "dpmpp_2m_sample", "encode", "eps_from_x0", "heun_encode", "heun_sample",
     "loss_weights", "make_timesteps", "nfe", "plms_sample", "q_sample", "randn_like", "sample", "signal_to_noise",
     "slerp", "timestep_pairs", "x0_from_eps",

@@ -9,7 +9,7 @@ from typing import NamedTuple
 import torch
 
 from .schedule import NoiseSchedule, x0_from_eps
-from .trajectory import make_timesteps, timestep_pairs
+from .trajectory import check_timesteps, timestep_pairs
 
 EpsModel = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # a torch generator, or a callable that returns the next noise shaped like its argument
@@ -108,22 +108,21 @@ def sample(
     model: EpsModel,
     x_T: torch.Tensor,
     schedule: NoiseSchedule,
-    steps: int | Sequence[int],
+    timesteps: Sequence[int],
     eta: float = 0.0,
-    skip: str = "uniform",
     variance: str = "eta",
     generator: Generator = None,
     clip_denoised: bool | None = None,
     callback: Callable[[SampleStep], None] | None = None,
 ) -> torch.Tensor:
     """x_0 from x_T by walking τ backwards: eq. 12 with σ(η) (variance="eta") or DDPM's σ̂ step
-    (variance="sigma_hat"). `steps` is S, or an explicit increasing list of network indices τ.
+    (variance="sigma_hat"). `timesteps` is τ, increasing network indices (make_timesteps builds the named ones).
     x̂0 is clipped to [−1, 1] only for σ̂, as in the official code, unless clip_denoised says otherwise."""
     if variance not in VARIANCES:
         raise ValueError(f"unknown variance {variance!r}; expected one of {', '.join(VARIANCES)}")
     if not 0 <= eta <= 1:  # η > 1 asks for σ² > 1 − ᾱ_prev on some steps: eq. 12's direction term has no real root
         raise ValueError(f"eta={eta!r}; expected a number in [0, 1]")
-    timesteps = _timesteps(schedule, steps, skip)
+    timesteps = check_timesteps(timesteps, schedule.T)
     clip = (variance == "sigma_hat") if clip_denoised is None else clip_denoised
     x = x_T
     for t, t_prev in timestep_pairs(timesteps):
@@ -145,13 +144,12 @@ def encode(
     model: EpsModel,
     x_0: torch.Tensor,
     schedule: NoiseSchedule,
-    steps: int | Sequence[int],
-    skip: str = "uniform",
+    timesteps: Sequence[int],
     callback: Callable[[SampleStep], None] | None = None,
 ) -> torch.Tensor:
     """x_T from x_0 (Section 4.3): Euler steps of the η = 0 ODE run forwards along τ, from each index p to the
     next t with ε̂ evaluated at p (at index 0 for the first step, which starts from x_0 where ᾱ = 1)."""
-    timesteps = _timesteps(schedule, steps, skip)
+    timesteps = check_timesteps(timesteps, schedule.T)
     x = x_0
     for t, t_prev in reversed(timestep_pairs(timesteps)):
         a_prev, a_t = schedule.alpha_bar(t_prev), schedule.alpha_bar(t)
@@ -162,15 +160,6 @@ def encode(
         if callback is not None:
             callback(SampleStep(t_prev, t, x, x0))
     return x
-
-
-def _timesteps(schedule: NoiseSchedule, steps: int | Sequence[int], skip: str) -> list[int]:
-    if isinstance(steps, int):
-        return make_timesteps(schedule.T, steps, skip)
-    timesteps = [int(s) for s in steps]
-    if not timesteps or timesteps != sorted(set(timesteps)) or timesteps[0] < 0 or timesteps[-1] >= schedule.T:
-        raise ValueError(f"timesteps must be strictly increasing indices in 0..{schedule.T - 1}, got {timesteps}")
-    return timesteps
 
 
 def _sqrt(value: float | torch.Tensor) -> float | torch.Tensor:

@@ -1,10 +1,10 @@
 """Higher-order solvers for the η = 0 (probability-flow) ODE, on the same ε-model, trajectories τ and (t, t_prev)
 pairs as `sample`: PNDM's PLMS, DPM-Solver++(2M), DPM-Solver-2 and -3 (single-step) and Heun.
 
-Each sampler takes (model, x_T, schedule, steps, *, skip="uniform", callback=None), so a call that names skip and
-callback works for `sample` too (where eta comes fifth), and calls `callback` once per interval of τ. Their costs
-differ: `nfe(method, steps, skip, T)` gives the true number of network evaluations, which is what a fair
-comparison holds fixed.
+Each sampler takes (model, x_T, schedule, timesteps, *, callback=None), τ ready-made (make_timesteps builds the
+named spacings), so a call that names callback works for `sample` too (where eta comes fifth), and calls `callback`
+once per interval of τ. Their costs differ: `nfe(method, timesteps)` gives the true number of network evaluations,
+which is what a fair comparison holds fixed.
 
 Notation beyond the package's table: α = √ᾱ, σ_vp = √(1 − ᾱ), λ = log(α/σ_vp) (half the log-SNR, Lu et al.),
 x̄ = x/√ᾱ and σ = √((1 − ᾱ)/ᾱ) = e^{−λ} (the scaled ODE dx̄ = ε̂ dσ that DDIM's η = 0 step is Euler on).
@@ -23,9 +23,9 @@ from typing import NamedTuple
 
 import torch
 
-from .sampling import EpsModel, SampleStep, _ddim_step, _timesteps, encode, sample
+from .sampling import EpsModel, SampleStep, _ddim_step, encode, sample
 from .schedule import NoiseSchedule, x0_from_eps
-from .trajectory import make_timesteps, timestep_pairs
+from .trajectory import check_timesteps, make_timesteps, timestep_pairs
 
 Callback = Callable[[SampleStep], None] | None
 
@@ -48,9 +48,8 @@ def plms_sample(
     model: EpsModel,
     x_T: torch.Tensor,
     schedule: NoiseSchedule,
-    steps: int | Sequence[int],
+    timesteps: Sequence[int],
     *,
-    skip: str = "uniform",
     callback: Callback = None,
 ) -> torch.Tensor:
     """PNDM's pseudo linear multistep (Liu et al. 2022, eq. 11–12): DDIM's transfer φ (eq. 9) fed the
@@ -62,7 +61,7 @@ def plms_sample(
     and the next intervals use the 2- and 3-step Adams–Bashforth rows until four ε̂ are stored. NFE = S + 1
     (S = 1: a plain DDIM step, NFE 1). The weights assume equal steps in t: on a non-uniform τ they are applied
     as they stand, as PNDM does."""
-    pairs = timestep_pairs(_timesteps(schedule, steps, skip))
+    pairs = timestep_pairs(check_timesteps(timesteps, schedule.T))
     x, history = x_T, []
     for k, (t, t_prev) in enumerate(pairs):
         a_t, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
@@ -84,15 +83,14 @@ def dpmpp_2m_sample(
     model: EpsModel,
     x_T: torch.Tensor,
     schedule: NoiseSchedule,
-    steps: int | Sequence[int],
+    timesteps: Sequence[int],
     *,
-    skip: str = "uniform",
     callback: Callback = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2): x_p = (σ_p/σ_t) x_t − α_p (e^{−h} − 1) D, with
     D = (1 + 1/2r) x̂0_t − (1/2r) x̂0_prev, h = λ_p − λ_t, r = h_prev/h. The first step is first order
     (D = x̂0_t, which is DDIM's step), and so is the last, to ᾱ = 1, where it returns x̂0_t. NFE = S."""
-    pairs = timestep_pairs(_timesteps(schedule, steps, skip))
+    pairs = timestep_pairs(check_timesteps(timesteps, schedule.T))
     x, x0_before, h_before = x_T, None, None
     for t, t_prev in pairs:
         a_t, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
@@ -114,9 +112,8 @@ def dpm_2s_sample(
     model: EpsModel,
     x_T: torch.Tensor,
     schedule: NoiseSchedule,
-    steps: int | Sequence[int],
+    timesteps: Sequence[int],
     *,
-    skip: str = "uniform",
     callback: Callback = None,
 ) -> torch.Tensor:
     """DPM-Solver-2, single-step, noise prediction (Lu et al. 2022a, Algorithm 4 with r1 = r): from t over the
@@ -127,16 +124,15 @@ def dpm_2s_sample(
     λ-midpoint: τ is walked two intervals per step, as diffusers' DPMSolverSinglestepScheduler does. The last
     interval (to ᾱ = 1, where 1/r → ∞) is first order (x̂0), and so is the one before it when the other
     intervals do not pair up. NFE = S."""
-    return _singlestep_dpm(model, x_T, schedule, steps, skip, callback, max_order=2, midpoint=True)
+    return _singlestep_dpm(model, x_T, schedule, timesteps, callback, max_order=2, midpoint=True)
 
 
 def dpm_3_sample(
     model: EpsModel,
     x_T: torch.Tensor,
     schedule: NoiseSchedule,
-    steps: int | Sequence[int],
+    timesteps: Sequence[int],
     *,
-    skip: str = "uniform",
     callback: Callback = None,
 ) -> torch.Tensor:
     """DPM-Solver-3, single-step, noise prediction (Lu et al. 2022a, Algorithm 5's u1, u2, with r1, r2 set by τ):
@@ -149,12 +145,12 @@ def dpm_3_sample(
     τ is walked three intervals per step, as diffusers' DPMSolverSinglestepScheduler(solver_order=3,
     solver_type="heun") does; what is left before the last interval is one second- or first-order step, and the
     last interval (to ᾱ = 1) is first order (x̂0). NFE = S."""
-    return _singlestep_dpm(model, x_T, schedule, steps, skip, callback, max_order=3, midpoint=False)
+    return _singlestep_dpm(model, x_T, schedule, timesteps, callback, max_order=3, midpoint=False)
 
 
-def _singlestep_dpm(model, x_T, schedule, steps, skip, callback, max_order: int, midpoint: bool) -> torch.Tensor:
+def _singlestep_dpm(model, x_T, schedule, timesteps, callback, max_order: int, midpoint: bool) -> torch.Tensor:
     """Single-step DPM-Solver of order ≤ max_order whose intermediate points are the next indices of τ."""
-    pairs = timestep_pairs(_timesteps(schedule, steps, skip))
+    pairs = timestep_pairs(check_timesteps(timesteps, schedule.T))
     x, k = x_T, 0
     while k < len(pairs):
         # at most max_order intervals, none of them the last one (to ᾱ = 1, taken alone at first order)
@@ -198,16 +194,15 @@ def heun_sample(
     model: EpsModel,
     x_T: torch.Tensor,
     schedule: NoiseSchedule,
-    steps: int | Sequence[int],
+    timesteps: Sequence[int],
     *,
-    skip: str = "uniform",
     callback: Callback = None,
 ) -> torch.Tensor:
     """Heun's method (Karras et al. 2022, Algorithm 1 with no churn) on the η = 0 ODE dx̄ = ε̂ dσ (DDIM eq. 14):
     x̄_p = x̄_t + (σ_p − σ_t)(ε̂(x_t, t) + ε̂(x'_p, p))/2, x'_p the Euler (DDIM) trial point. The last
     interval, to σ = 0 where there is no network index, is Euler (x̂0). NFE = 2S − 1."""
     x = x_T
-    for t, t_prev in timestep_pairs(_timesteps(schedule, steps, skip)):
+    for t, t_prev in timestep_pairs(check_timesteps(timesteps, schedule.T)):
         x, x0 = _heun_step(model, x, schedule.alpha_bar(t), schedule.alpha_bar(t_prev), t, t_prev)
         if callback is not None:
             callback(SampleStep(t, t_prev, x, x0))
@@ -218,14 +213,13 @@ def heun_encode(
     model: EpsModel,
     x_0: torch.Tensor,
     schedule: NoiseSchedule,
-    steps: int | Sequence[int],
-    skip: str = "uniform",
+    timesteps: Sequence[int],
     callback: Callback = None,
 ) -> torch.Tensor:
     """x_T from x_0 by Heun's method on the same ODE run forwards along τ (DDIM's `encode` is its Euler
     version). The first interval starts at ᾱ = 1, where ε̂ is taken at index 0 as `encode` does. NFE = 2S."""
     x = x_0
-    for t, t_prev in reversed(timestep_pairs(_timesteps(schedule, steps, skip))):
+    for t, t_prev in reversed(timestep_pairs(check_timesteps(timesteps, schedule.T))):
         x, x0 = _heun_step(model, x, schedule.alpha_bar(t_prev), schedule.alpha_bar(t), max(t_prev, 0), t)
         if callback is not None:
             callback(SampleStep(t_prev, t, x, x0))

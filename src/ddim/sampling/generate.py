@@ -29,16 +29,17 @@ def generate(
     """Images in [−1, 1] for the given global indices: image i depends only on (seed, i), so results do not
     depend on batch size, order or the number of processes. x_T and the step noise are made on `device`."""
     device = torch.device(device)
-    noise = CounterNoise(seed, indices, shape, device, num_step_streams=settings.nfe(schedule.T))
+    timesteps = settings.trajectory(schedule)
+    noise = CounterNoise(seed, indices, shape, device, num_step_streams=settings.nfe(schedule))
     x_T = noise.latents()
     with autocast_context(device, bf16):
         if settings.method == "ddim":
             images = sample(
-                model, x_T, schedule, settings.steps, eta=settings.eta_value, skip=settings.skip,
+                model, x_T, schedule, timesteps, eta=settings.eta_value,
                 variance=settings.variance, generator=noise, clip_denoised=settings.clip_denoised,
             )
         else:  # deterministic ODE solvers: x_T is all the randomness
-            images = SOLVERS[settings.method].sample(model, x_T, schedule, settings.steps, skip=settings.skip)
+            images = SOLVERS[settings.method].sample(model, x_T, schedule, timesteps)
     return images.float()
 
 
@@ -47,20 +48,19 @@ def reconstruct(
     model: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     schedule: NoiseSchedule,
     images: torch.Tensor,
-    steps: int,
-    skip: str = "uniform",
+    timesteps: Sequence[int],
     bf16: bool = False,
     method: str = "ddim",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x_T, x̂_0): encode with S steps of the η = 0 ODE, then decode with the same S (Table 2), both with
+    """(x_T, x̂_0): encode along τ with the η = 0 ODE, then decode along the same τ (Table 2), both with
     `method` (one that has an encoder: ddim, heun)."""
     solver = SOLVERS[method]
     if solver.encode is None:
         raise InputError(f"sampler.method={method} has no encoder; reconstruction needs one of "
                          f"{', '.join(m for m, s in SOLVERS.items() if s.encode is not None)}")
     with autocast_context(images.device, bf16):
-        latents = solver.encode(model, images, schedule, steps, skip=skip)
-        decoded = solver.sample(model, latents, schedule, steps, skip=skip)
+        latents = solver.encode(model, images, schedule, timesteps)
+        decoded = solver.sample(model, latents, schedule, timesteps)
     return latents.float(), decoded.float()
 
 

@@ -6,8 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ddim.diffusion import METHODS, SOLVERS, SKIP_TYPES, check_steps, nfe
+from ddim.diffusion import METHODS, SKIP_TYPES, SOLVERS, NoiseSchedule, check_timesteps, make_timesteps
 from ddim.errors import InputError
+
+from .trajectory_file import SearchedTrajectory, read_trajectory_file
+
+# skip values beyond the core's named spacings: τ from a trajectory_search file, or given as sampler.timesteps
+SEARCHED, EXPLICIT = "searched", "timesteps"
+SKIPS = (*SKIP_TYPES, SEARCHED)
 
 
 @dataclass
@@ -18,9 +24,13 @@ class SamplerSettings:
 
     steps: int = 50  # S, the number of steps of the trajectory τ
     eta: Any = 0.0  # η of eq. 16 in [0, 1] (0: DDIM, 1: DDPM's σ), or sigma_hat (Table 1's σ̂ row)
-    skip: str = "uniform"  # the trajectory: uniform | quad | trailing
+    skip: str = "uniform"  # the trajectory: uniform | quad | trailing | linspace | logsnr | edm | searched
     clip_denoised: Optional[bool] = None  # clip x̂0 to [-1, 1]; null: the sampler's own default (off for η, on for σ̂)
     method: str = "ddim"  # ddim | plms | dpmpp_2m | dpm_2s | dpm_3 | heun; all but ddim solve the η = 0 ODE
+    # τ as increasing network indices in 0..T−1, e.g. [0,100,300]; sets steps to its length and skip to "timesteps"
+    timesteps: Optional[list[int]] = None
+    # with skip=searched: the file `python -m ddim.trajectory_search` wrote for this method and steps
+    trajectory_file: Optional[str] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.eta, str):
@@ -31,19 +41,58 @@ class SamplerSettings:
             raise InputError(f"sampler.eta={self.eta!r}; expected a number in [0, 1] or sigma_hat")
         if isinstance(self.steps, bool) or not isinstance(self.steps, int):
             raise InputError(f"sampler.steps={self.steps!r}; expected a positive integer")
-        if self.skip not in SKIP_TYPES:
-            raise InputError(f"sampler.skip={self.skip!r}; expected one of {', '.join(SKIP_TYPES)}")
+        self._check_trajectory()
         if self.method not in METHODS:
             raise InputError(f"sampler.method={self.method!r}; expected one of {', '.join(METHODS)}")
         if self.method != "ddim" and (self.eta != 0 or self.clip_denoised):
             raise InputError(f"sampler.method={self.method} solves the η = 0 ODE; sampler.eta={self.eta!r} and "
                              f"sampler.clip_denoised={self.clip_denoised!r} apply to method=ddim only")
 
-    def validate(self, T: int) -> None:
+    def _check_trajectory(self) -> None:
+        """skip, timesteps and trajectory_file agree; a searched file is read now, so a bad one fails first."""
+        if self.timesteps is not None:
+            try:
+                self.timesteps = check_timesteps(self.timesteps)  # the bound T is checked in validate
+            except ValueError as error:
+                raise InputError(f"sampler.{error}") from None
+            if self.skip == SEARCHED:
+                raise InputError("sampler.timesteps and sampler.skip=searched both give τ; set one of them")
+            self.steps, self.skip = len(self.timesteps), EXPLICIT
+        elif self.skip not in SKIPS:
+            raise InputError(f"sampler.skip={self.skip!r}; expected one of {', '.join(SKIPS)}")
+        self._searched: SearchedTrajectory | None = None
+        if self.skip == SEARCHED:
+            if not self.trajectory_file:
+                raise InputError("sampler.skip=searched needs sampler.trajectory_file=PATH (a file written by "
+                                 "python -m ddim.trajectory_search)")
+            self._searched = read_trajectory_file(self.trajectory_file)
+            if (self._searched.method, self._searched.steps) != (self.method, self.steps):
+                raise InputError(f"sampler.trajectory_file={self.trajectory_file} was searched for "
+                                 f"method={self._searched.method} steps={self._searched.steps}, not "
+                                 f"method={self.method} steps={self.steps}")
+        elif self.trajectory_file is not None:
+            raise InputError(f"sampler.trajectory_file={self.trajectory_file} is read only with sampler.skip=searched, "
+                             f"not skip={self.skip}")
+
+    def validate(self, schedule: NoiseSchedule) -> None:
+        """That τ can be built on this model's schedule (S ≤ T, indices below T)."""
         try:
-            check_steps(T, self.steps)
+            self.trajectory(schedule)
         except ValueError as error:  # the core's own message, as bad input
             raise InputError(f"sampler.{error}") from None
+
+    @property
+    def given_timesteps(self) -> list[int] | None:
+        """τ where it is data (sampler.timesteps, or a searched file's) rather than a named spacing."""
+        if self.skip == EXPLICIT:
+            return list(self.timesteps)
+        return list(self._searched.timesteps) if self._searched is not None else None
+
+    def trajectory(self, schedule: NoiseSchedule) -> list[int]:
+        """τ, the increasing network indices this cell walks: the one place a setting becomes indices."""
+        if self.given_timesteps is not None:
+            return check_timesteps(self.given_timesteps, schedule.T)
+        return make_timesteps(schedule.T, self.steps, self.skip, schedule.alphas_cumprod)
 
     @property
     def variance(self) -> str:
@@ -64,9 +113,10 @@ class SamplerSettings:
         """Whether the method has an x_0 → x_T encoder for the reconstruction error (Table 2)."""
         return SOLVERS[self.method].encode is not None
 
-    def nfe(self, T: int) -> int:
+    def nfe(self, schedule: NoiseSchedule) -> int:
         """Network evaluations per image: fewer than S where the quad trajectory repeats indices, about 2S for
         heun, S + 1 for plms."""
-        return nfe(self.method, self.steps, self.skip, T)
+        return SOLVERS[self.method].nfe(len(self.trajectory(schedule)))
+
 
 __all__ = ["SamplerSettings"]

@@ -94,7 +94,7 @@ def run_shard(fabric: Fabric, plan: CellPlan) -> None:
         fabric.barrier()
         for batch in tqdm(list(chunks(todo, plan.eval.batch_size)), desc="reconstruction", disable=rank != 0, unit="batch"):
             x0 = torch.stack([test[i] for i in batch]).to(fabric.device)
-            _, decoded = reconstruct(model, schedule, x0, plan.sampler.steps, plan.sampler.skip, plan.eval.bf16,
+            _, decoded = reconstruct(model, schedule, x0, plan.sampler.trajectory(schedule), plan.eval.bf16,
                                      plan.sampler.method)
             # Table 2's error: per-dimension MSE with images in [0, 1]
             mse = (from_model_range(decoded) - from_model_range(x0)).square().flatten(1).mean(1)
@@ -171,7 +171,7 @@ def _evaluate_unlocked(plan: CellPlan) -> dict[str, Any]:
             return previous
     # everything that can be wrong is found here, before any sampling
     model, schedule, _ = load_model(plan)
-    plan.sampler.validate(schedule.T)
+    plan.sampler.validate(schedule)
     shape = image_shape(model)
     if plan.dataset.get("resolution") != shape[1]:
         raise InputError(f"dataset resolution {plan.dataset.get('resolution')} does not match the model's {shape[1]}")
@@ -192,7 +192,7 @@ def _evaluate_unlocked(plan: CellPlan) -> dict[str, Any]:
         "skip": plan.sampler.skip, "method": plan.sampler.method, "metric": metric_name(plan.extractor), **result,
         "recon_mse": result.get("recon_mse"), "seed": plan.seed, "num_samples": plan.eval.num_samples,
         "reference_num_samples": reference.num_samples, "recon_samples": plan.recon_samples, "ema": plan.ema,
-        "nfe": plan.sampler.nfe(schedule.T),
+        "nfe": plan.sampler.nfe(schedule), "timesteps": plan.sampler.trajectory(schedule),
         # where the paired differences at the end of the sweep find this cell's features and the reference's
         "features_dir": plan.work_dir("features").name,
         "reference_stats": str(reference.path) if reference.path else None,

@@ -11,7 +11,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from ddim.data import DATASET_INFO, build_dataset
-from ddim.diffusion import encode, sample
+from ddim.diffusion import SKIP_TYPES, encode, sample
 from ddim.sampling import SamplerSettings, consistency_grid_from_columns, generate, interpolation_grid, save_image_grid
 from ddim.utils.noise import CounterNoise
 
@@ -88,6 +88,7 @@ def make_figures(config: DictConfig, cells: list[dict[str, Any]], sweep_dir: Pat
     model, schedule, _ = load_model(plan, device)
     shape = image_shape(model)
     skip = finished[0].get("skip", "uniform")
+    skip = skip if skip in SKIP_TYPES else "uniform"  # a searched or given τ has one S: the figures need every S
     all_steps = sorted({int(c["steps"]) for c in finished})
     rows = int(config.eval.figure_rows)
     upscale = max(1, 64 // shape[-1])
@@ -98,10 +99,11 @@ def make_figures(config: DictConfig, cells: list[dict[str, Any]], sweep_dir: Pat
     paths = [save_image_grid(consistency, sweep_dir / "consistency.png", nrow=len(all_steps), upscale=upscale)]
 
     steps = max([s for s in all_steps if s <= 100] or [min(all_steps)])
+    timesteps = SamplerSettings(steps, 0.0, skip).trajectory(schedule)
     points = 9
 
     def decode(latents: torch.Tensor) -> torch.Tensor:
-        return sample(model, latents, schedule, steps, eta=0.0, skip=skip)
+        return sample(model, latents, schedule, timesteps, eta=0.0)
 
     noise = CounterNoise(plan.seed, range(rows), shape, device).latents()
     images = interpolation_grid(noise[0::2], noise[1::2], points, decode)
@@ -110,7 +112,7 @@ def make_figures(config: DictConfig, cells: list[dict[str, Any]], sweep_dir: Pat
     data = plan.dataset
     test = build_dataset(data["name"], data.get("root"), DATASET_INFO[data["name"]]["test_split"], data["resolution"])
     real = torch.stack([test[i] for i in range(min(4, len(test) - len(test) % 2))]).to(device)
-    x_T = encode(model, real, schedule, steps, skip=skip)
+    x_T = encode(model, real, schedule, timesteps)
     images = interpolation_grid(x_T[0::2], x_T[1::2], points, decode)
     paths.append(save_image_grid(images, sweep_dir / "interpolation_real.png", nrow=points, upscale=upscale))
     return paths
