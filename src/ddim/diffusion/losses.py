@@ -7,7 +7,7 @@ import torch
 from .sampling import ddpm_posterior_variance
 from .schedule import NoiseSchedule
 
-LOSS_WEIGHTINGS = ("simple", "theorem1", "min_snr")
+LOSS_WEIGHTINGS = ("simple", "theorem1", "min_snr", "x0_mse", "v_mse")
 
 
 def signal_to_noise(alphas_cumprod: torch.Tensor) -> torch.Tensor:
@@ -22,6 +22,8 @@ def loss_weights(schedule: NoiseSchedule, weighting: str = "simple", min_snr_gam
     theorem1: γ_t ∝ 1/(σ_t² ᾱ_t) with DDPM's σ (η = 1), so that J_σ = L_γ + C (Theorem 1); σ at index 0
               is 0, so it takes index 1's value, as Ho et al.'s clipped log-variance does.
     min_snr:  γ_t = min(SNR_t, k)/SNR_t (Hang et al., 2023), a common alternative, k = min_snr_gamma.
+    x0_mse:   γ_t = 1/SNR_t: ‖x̂0 − x0‖² = ‖ε̂ − ε‖²/SNR_t, the MSE an x0-predicting network is usually trained on.
+    v_mse:    γ_t = 1/ᾱ_t: ‖v̂ − v‖² = ‖ε̂ − ε‖²/ᾱ_t (v = √ᾱ ε − √(1 − ᾱ) x0), v-prediction's usual MSE.
     """
     a = schedule.alphas_cumprod
     if weighting == "simple":
@@ -35,6 +37,10 @@ def loss_weights(schedule: NoiseSchedule, weighting: str = "simple", min_snr_gam
     elif weighting == "min_snr":
         snr = signal_to_noise(a)
         weights = snr.clamp(max=min_snr_gamma) / snr
+    elif weighting == "x0_mse":
+        weights = 1 / signal_to_noise(a)
+    elif weighting == "v_mse":
+        weights = 1 / a
     else:
         raise ValueError(f"unknown loss weighting {weighting!r}; expected one of {', '.join(LOSS_WEIGHTINGS)}")
     return weights / weights.mean()

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import torch
 
+from .prediction import X0Clip
 from .schedule import NoiseSchedule, x0_from_eps
 from .trajectory import check_timesteps, timestep_pairs
 
@@ -55,9 +56,10 @@ def ddim_step(
     a_prev: float | torch.Tensor,
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
-    clip_denoised: bool = False,
+    clip_denoised: bool | X0Clip = False,
 ) -> torch.Tensor:
-    """Eq. 12: x_prev = √ᾱ_prev x̂0 + √(1 − ᾱ_prev − σ²) ε̂ + σ z, with σ = σ(η) of eq. 16."""
+    """Eq. 12: x_prev = √ᾱ_prev x̂0 + √(1 − ᾱ_prev − σ²) ε̂ + σ z, with σ = σ(η) of eq. 16; `clip_denoised`
+    True clips x̂0 to [−1, 1] and re-derives ε̂ from it, an X0Clip says what else (prediction.py)."""
     x_prev, _ = _ddim_step(x_t, eps, a_t, a_prev, eta, noise, clip_denoised)
     return x_prev
 
@@ -65,11 +67,7 @@ def ddim_step(
 def _ddim_step(x_t, eps, a_t, a_prev, eta, noise, clip_denoised):
     if not 0 <= eta <= 1:  # η > 1 asks for σ² > 1 − ᾱ_prev on some steps: eq. 12's direction term has no real root
         raise ValueError(f"eta={eta!r}; expected a number in [0, 1]")
-    x0 = x0_from_eps(x_t, a_t, eps)
-    if clip_denoised:
-        # re-derive ε̂ from the clipped x̂0 so both terms of eq. 12 describe the same point
-        x0 = x0.clamp(-1, 1)
-        eps = (x_t - _sqrt(a_t) * x0) / _sqrt(1 - a_t)
+    eps, x0 = X0Clip.of(clip_denoised).apply(x_t, eps, x0_from_eps(x_t, a_t, eps), a_t)
     sigma = ddim_sigma(a_t, a_prev, eta)
     x_prev = _sqrt(a_prev) * x0 + _sqrt(1 - a_prev - sigma**2) * eps
     if _is_positive(sigma):
@@ -85,7 +83,7 @@ def ddpm_sigma_hat_step(
     a_t: float | torch.Tensor,
     a_prev: float | torch.Tensor,
     noise: torch.Tensor | None = None,
-    clip_denoised: bool = True,
+    clip_denoised: bool | X0Clip = True,
 ) -> torch.Tensor:
     """Table 1's σ̂ row: DDPM's ancestral step with the larger variance β̂ = 1 − ᾱ_t/ᾱ_prev,
     x_prev = √ᾱ_prev β̂/(1 − ᾱ_t) x̂0 + √(1 − β̂)(1 − ᾱ_prev)/(1 − ᾱ_t) x_t + √β̂ z; `noise=None` adds none."""
@@ -94,9 +92,7 @@ def ddpm_sigma_hat_step(
 
 
 def _sigma_hat_step(x_t, eps, a_t, a_prev, noise, clip_denoised):
-    x0 = x0_from_eps(x_t, a_t, eps)
-    if clip_denoised:
-        x0 = x0.clamp(-1, 1)
+    _, x0 = X0Clip.of(clip_denoised).apply(x_t, eps, x0_from_eps(x_t, a_t, eps), a_t)  # this step uses no ε̂
     beta_hat = 1 - a_t / a_prev
     x_prev = (_sqrt(a_prev) * beta_hat / (1 - a_t)) * x0 + (_sqrt(1 - beta_hat) * (1 - a_prev) / (1 - a_t)) * x_t
     if noise is not None:
@@ -112,7 +108,7 @@ def sample(
     eta: float = 0.0,
     variance: str = "eta",
     generator: Generator = None,
-    clip_denoised: bool | None = None,
+    clip_denoised: bool | X0Clip | None = None,
     callback: Callable[[SampleStep], None] | None = None,
 ) -> torch.Tensor:
     """x_0 from x_T by walking τ backwards: eq. 12 with σ(η) (variance="eta") or DDPM's σ̂ step

@@ -122,6 +122,9 @@ class Upsample(nn.Module):
         return self.conv(x) if hasattr(self, "conv") else x
 
 
+# what the output predicts: ddim.diffusion.prediction.PREDICTIONS, restated because models do not import diffusion
+PREDICTIONS = ("eps", "x0", "v")
+
 # Channel multipliers per level by image size: Ho et al.'s 32 (CIFAR-10), 64 (the DDIM CelebA model) and 256
 # (LSUN); 128 and 16 as improved-diffusion and the 32-pixel model minus a level. Down to a 4x4 bottom either way.
 CH_MULT_BY_RESOLUTION: dict[int, tuple[int, ...]] = {
@@ -141,7 +144,8 @@ class UNet(nn.Module):
     """ε_θ(x, t): x [B, in_channels, H, W] in [−1, 1], t a LongTensor [B] of network indices 0..T−1.
 
     `norm_groups` and `norm_eps` (32 and 1e-6 for every published DDPM model) exist so that converted weights of
-    other GroupNorm settings (a diffusers config's norm_num_groups / norm_eps) load exactly."""
+    other GroupNorm settings (a diffusers config's norm_num_groups / norm_eps) load exactly. `prediction` says what
+    the output is, ε (the paper's), x0 or v; samplers turn it into ε̂ (ddim.diffusion.prediction.as_eps_model)."""
 
     def __init__(
         self,
@@ -156,18 +160,21 @@ class UNet(nn.Module):
         resamp_with_conv: bool = True,
         norm_groups: int = NORM_GROUPS,
         norm_eps: float = NORM_EPS,
+        prediction: str = "eps",
     ) -> None:
         super().__init__()
         ch_mult = ch_mult_for(resolution) if ch_mult == "auto" else tuple(int(m) for m in ch_mult)
         attn_resolutions = tuple(int(r) for r in attn_resolutions)
         _validate(in_channels, out_ch, ch, ch_mult, num_res_blocks, attn_resolutions, dropout, resolution,
                   norm_groups, norm_eps)
+        if prediction not in PREDICTIONS:
+            raise InputError(f"UNet: prediction={prediction!r}; expected one of {', '.join(PREDICTIONS)}")
         # plain builtins only, so that checkpoints carrying it load with torch.load(weights_only=True)
         self.config: dict[str, Any] = {
             "in_channels": int(in_channels), "out_ch": int(out_ch), "ch": int(ch), "ch_mult": list(ch_mult),
             "num_res_blocks": int(num_res_blocks), "attn_resolutions": list(attn_resolutions),
             "dropout": float(dropout), "resolution": int(resolution), "resamp_with_conv": bool(resamp_with_conv),
-            "norm_groups": int(norm_groups), "norm_eps": float(norm_eps),
+            "norm_groups": int(norm_groups), "norm_eps": float(norm_eps), "prediction": str(prediction),
         }
         self.ch = ch
         self.num_levels = len(ch_mult)

@@ -14,6 +14,7 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
+from ddim.diffusion.prediction import as_eps_model
 from ddim.errors import InputError
 from ddim.sampling import SamplerSettings, generate, save_image_grid
 from ddim.utils import atomic_path
@@ -54,7 +55,8 @@ class SampleGrid(L.Callback):
         config = model.config
         shape = (config["in_channels"], config["resolution"], config["resolution"])
         settings = SamplerSettings(min(self.steps, pl_module.schedule.T), self.eta, self.skip)
-        images = generate(model, pl_module.schedule, settings, range(self.num_samples), self.seed, shape,
+        eps_model = as_eps_model(model, pl_module.schedule, config["prediction"])
+        images = generate(eps_model, pl_module.schedule, settings, range(self.num_samples), self.seed, shape,
                           pl_module.device)
         model.train(was_training)
         return images

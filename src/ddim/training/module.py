@@ -1,4 +1,5 @@
-"""The LightningModule: L_γ on ε-prediction, Adam with warm-up, and an EMA copy used for sampling."""
+"""The LightningModule: L_γ on ε̂ (whatever the network predicts), Adam with warm-up, and an EMA copy used for
+sampling."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from torch.optim.swa_utils import AveragedModel
 
 from ddim.data.randomness import STREAM_DIFFUSION, STREAM_DROPOUT, keyed_generator, keyed_global_rng
 from ddim.diffusion import LOSS_WEIGHTINGS, NoiseSchedule, loss_weights, q_sample
+from ddim.diffusion.prediction import eps_x0_from_output
 from ddim.errors import InputError
 from ddim.models import UNet
 
@@ -109,6 +111,7 @@ class DiffusionModule(L.LightningModule):
         # plain dicts only, so that checkpoints load with torch.load(weights_only=True) and carry the architecture
         self.save_hyperparameters()
         self.model = UNet(**model)  # raises InputError for its own config values
+        self.prediction = self.model.config["prediction"]  # what its output is: eps, x0 or v
         try:
             self.schedule = NoiseSchedule.from_config(schedule)
         except ValueError as error:  # the pure core raises plain ValueErrors; here they are config values
@@ -129,8 +132,9 @@ class DiffusionModule(L.LightningModule):
         return self.model(x, t)
 
     def diffusion_loss(self, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """L_γ: γ_t · mean over pixels of ‖ε_θ(x_t, t) − ε‖², averaged over the batch (Ho et al.'s meanflat); t and ε
-        from `generator` (None: the global RNG)."""
+        """L_γ: γ_t · mean over pixels of ‖ε̂ − ε‖², averaged over the batch (Ho et al.'s meanflat); t and ε from
+        `generator` (None: the global RNG). An x0- or v-network (model.prediction) is trained through the ε̂ its output
+        converts to, so γ keeps its meaning (Theorem 1); loss_weighting=x0_mse or v_mse makes it that type's own MSE."""
         batch = x0.shape[0]
         if self.hparams.antithetic:
             t = antithetic_timesteps(batch, self.schedule.T, x0.device, generator)
@@ -139,8 +143,9 @@ class DiffusionModule(L.LightningModule):
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
         self.last_timesteps, self.last_noise = t, noise
         a_t = self.alphas_cumprod[t].reshape(-1, *([1] * (x0.dim() - 1)))
-        eps = self.model(q_sample(x0, a_t, noise), t)
-        per_sample = (eps.float() - noise).square().flatten(1).mean(1)
+        x_t = q_sample(x0, a_t, noise)
+        eps, _ = eps_x0_from_output(self.model(x_t, t).float(), x_t, a_t, self.prediction)
+        per_sample = (eps - noise).square().flatten(1).mean(1)
         return (self.loss_weights[t] * per_sample).mean()
 
     def training_step(self, batch: torch.Tensor | tuple | list, batch_idx: int) -> torch.Tensor | None:

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ddim.data import DATASET_INFO, build_dataset, from_model_range
 from ddim.diffusion import NoiseSchedule
+from ddim.diffusion.prediction import as_eps_model
 from ddim.errors import InputError
 from ddim.models import DEFAULT_SCHEDULE, read_checkpoint
 from ddim.sampling import fast_model, generate, reconstruct, to_uint8
@@ -35,10 +36,12 @@ log = logging.getLogger(__name__)
 
 
 def load_model(plan: CellPlan, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, NoiseSchedule, dict]:
-    """The network in eval mode on `device`, its noise schedule, and what the checkpoint says about its data."""
+    """The network in eval mode on `device` as an ε-model (an x0- or v-network's output converted: as_eps_model),
+    its noise schedule, and what the checkpoint says about its data."""
     loaded = read_checkpoint(plan.ckpt, ema=plan.ema, trust_pickle=plan.trust_pickle)
-    model = loaded.model.to(device).eval().requires_grad_(False)
     schedule = NoiseSchedule.from_config(loaded.schedule or DEFAULT_SCHEDULE)
+    model = as_eps_model(loaded.model, schedule, loaded.model.config["prediction"]).to(device).eval()
+    model.requires_grad_(False)
     data = dict((loaded.extra or {}).get("data") or {})
     return model, schedule, data
 

@@ -173,17 +173,38 @@ def unet_config_from_diffusers(raw: Mapping[str, Any], where: str = "config.json
     }
 
 
-def _diffusers_schedule(folder: Path) -> dict[str, Any] | None:
-    """The linear β schedule of a scheduler_config.json next to (or in ../scheduler of) the model, if it has one."""
+# diffusers' prediction_type -> ours (UNet's `prediction`)
+DIFFUSERS_PREDICTIONS = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
+
+
+def _scheduler_config(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The scheduler_config.json next to (or in ../scheduler of) the model, and what it holds, if there is one."""
     for candidate in (folder / "scheduler_config.json", folder.parent / "scheduler" / "scheduler_config.json"):
         if candidate.is_file():
-            sched = json.loads(candidate.read_text())
-            if sched.get("beta_schedule") == "linear" and sched.get("trained_betas") is None:
-                return {"name": "linear", "T": int(sched.get("num_train_timesteps", 1000)),
-                        "beta_start": float(sched.get("beta_start", 1e-4)),
-                        "beta_end": float(sched.get("beta_end", 0.02))}
-            return None
+            return candidate, json.loads(candidate.read_text())
     return None
+
+
+def _diffusers_schedule(folder: Path) -> dict[str, Any] | None:
+    """The linear β schedule of the model's scheduler_config.json, if it has one."""
+    found = _scheduler_config(folder)
+    sched = found[1] if found else {}
+    if sched.get("beta_schedule") == "linear" and sched.get("trained_betas") is None:
+        return {"name": "linear", "T": int(sched.get("num_train_timesteps", 1000)),
+                "beta_start": float(sched.get("beta_start", 1e-4)), "beta_end": float(sched.get("beta_end", 0.02))}
+    return None
+
+
+def _diffusers_prediction(folder: Path) -> str:
+    """What the network predicts, from its scheduler_config.json's prediction_type (ε where nothing says)."""
+    found = _scheduler_config(folder)
+    if found is None:
+        return "eps"
+    path, sched = found
+    value = sched.get("prediction_type", "epsilon")
+    if value not in DIFFUSERS_PREDICTIONS:
+        raise CheckpointError(f"{path}: prediction_type={value!r}; expected one of {', '.join(DIFFUSERS_PREDICTIONS)}")
+    return DIFFUSERS_PREDICTIONS[value]
 
 
 def read_diffusers_folder(folder: Path, overrides: dict[str, Any]) -> LoadedCheckpoint:
@@ -195,7 +216,8 @@ def read_diffusers_folder(folder: Path, overrides: dict[str, Any]) -> LoadedChec
     if not config_path.is_file():
         raise CheckpointError(f"{folder}: a folder without config.json; expected a diffusers UNet2DModel folder")
     raw = json.loads(config_path.read_text())
-    config = {**unet_config_from_diffusers(raw, str(config_path), overrides.get("resolution")), **overrides}
+    config = {**unet_config_from_diffusers(raw, str(config_path), overrides.get("resolution")),
+              **({} if "prediction" in overrides else {"prediction": _diffusers_prediction(folder)}), **overrides}
     if (folder / "diffusion_pytorch_model.safetensors").is_file():
         from safetensors.torch import load_file
 
