@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import torch
 
+from .pndm_dpmpp import dpmpp_2s_sample, pndm_nfe, pndm_sample
 from .sampling import EpsModel, SampleStep, _ddim_step, encode, sample
 from .schedule import NoiseSchedule, x0_from_eps
 from .trajectory import check_timesteps, make_timesteps, timestep_pairs
@@ -254,6 +255,8 @@ SOLVERS: dict[str, Solver] = {
     "dpm_2s": Solver(dpm_2s_sample, lambda n: n),
     "dpm_3": Solver(dpm_3_sample, lambda n: n),
     "heun": Solver(heun_sample, lambda n: 2 * n - 1, heun_encode),
+    "pndm": Solver(pndm_sample, pndm_nfe),  # pndm_dpmpp.py
+    "dpmpp_2s": Solver(dpmpp_2s_sample, lambda n: n),
 }
 METHODS = tuple(SOLVERS)
 

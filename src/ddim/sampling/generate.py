@@ -36,7 +36,7 @@ def generate(
         if settings.method == "ddim":
             images = sample(
                 model, x_T, schedule, timesteps, eta=settings.eta_value,
-                variance=settings.variance, generator=noise, clip_denoised=settings.clip_denoised,
+                variance=settings.variance, generator=noise, clip_denoised=settings.x0_clip,
             )
         else:  # deterministic ODE solvers: x_T is all the randomness
             images = SOLVERS[settings.method].sample(model, x_T, schedule, timesteps)

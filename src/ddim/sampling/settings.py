@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from ddim.diffusion import METHODS, SKIP_TYPES, SOLVERS, NoiseSchedule, check_timesteps, make_timesteps
+from ddim.diffusion.prediction import X0Clip
 from ddim.errors import InputError
 
-from .trajectory_file import SearchedTrajectory, read_trajectory_file
+from .trajectory_file import SearchedTrajectory, read_trajectory_file, resolve_trajectory_file
 
 # skip values beyond the core's named spacings: τ from a trajectory_search file, or given as sampler.timesteps
 SEARCHED, EXPLICIT = "searched", "timesteps"
@@ -26,10 +27,18 @@ class SamplerSettings:
     eta: Any = 0.0  # η of eq. 16 in [0, 1] (0: DDIM, 1: DDPM's σ), or sigma_hat (Table 1's σ̂ row)
     skip: str = "uniform"  # the trajectory: uniform | quad | trailing | linspace | logsnr | edm | searched
     clip_denoised: Optional[bool] = None  # clip x̂0 to [-1, 1]; null: the sampler's own default (off for η, on for σ̂)
-    method: str = "ddim"  # ddim | plms | dpmpp_2m | dpm_2s | dpm_3 | heun; all but ddim solve the η = 0 ODE
+    # after clipping or thresholding x̂0: true re-derives ε̂ from it (ours; diffusers' use_clipped_model_output=True),
+    # false keeps the network's ε̂ (diffusers' default); the σ̂ step uses no ε̂, so there it changes nothing
+    recompute_eps: bool = True
+    # dynamic thresholding of x̂0 (Saharia et al. 2022; diffusers' thresholding=True): the quantile of |x̂0| per image
+    # (diffusers' dynamic_thresholding_ratio, e.g. 0.995) that x̂0 is clipped to and divided by; null: off
+    threshold: Optional[float] = None
+    threshold_max: float = 1.0  # the most that quantile may be (diffusers' sample_max_value); it is at least 1
+    method: str = "ddim"  # ddim | plms | pndm | dpmpp_2m | dpmpp_2s | dpm_2s | dpm_3 | heun; all but ddim: η = 0 ODE
     # τ as increasing network indices in 0..T−1, e.g. [0,100,300]; sets steps to its length and skip to "timesteps"
     timesteps: Optional[list[int]] = None
-    # with skip=searched: the file `python -m ddim.trajectory_search` wrote for this method and steps
+    # with skip=searched: the file `python -m ddim.trajectory_search` wrote for this method and steps, or a folder of
+    # such files (<method>_S<steps>.json); other skips ignore it, so one sweep can mix searched and fixed spacings
     trajectory_file: Optional[str] = None
 
     def __post_init__(self) -> None:
@@ -47,6 +56,28 @@ class SamplerSettings:
         if self.method != "ddim" and (self.eta != 0 or self.clip_denoised):
             raise InputError(f"sampler.method={self.method} solves the η = 0 ODE; sampler.eta={self.eta!r} and "
                              f"sampler.clip_denoised={self.clip_denoised!r} apply to method=ddim only")
+        self._check_threshold()
+
+    def _check_threshold(self) -> None:
+        if self.threshold is None:
+            return
+        if isinstance(self.threshold, bool) or not isinstance(self.threshold, (int, float)) or not 0 < self.threshold <= 1:
+            raise InputError(f"sampler.threshold={self.threshold!r}; expected a quantile in (0, 1], e.g. 0.995 (or null)")
+        if not isinstance(self.threshold_max, (int, float)) or self.threshold_max <= 0:
+            raise InputError(f"sampler.threshold_max={self.threshold_max!r}; expected a positive number")
+        if self.clip_denoised is not None:
+            raise InputError(f"sampler.threshold={self.threshold} and sampler.clip_denoised={self.clip_denoised} "
+                             f"both say what happens to x̂0; set one of them")
+        if self.method != "ddim":
+            raise InputError(f"sampler.threshold applies to method=ddim only, not method={self.method}")
+
+    @property
+    def x0_clip(self) -> X0Clip:
+        """What a step does to x̂0: the threshold, else clip_denoised (null: clip for σ̂ only, as the official code)."""
+        if self.threshold is not None:
+            return X0Clip("dynamic", float(self.threshold), float(self.threshold_max), self.recompute_eps)
+        clip = self.variance == "sigma_hat" if self.clip_denoised is None else self.clip_denoised
+        return X0Clip("clip" if clip else "none", recompute_eps=self.recompute_eps)
 
     def _check_trajectory(self) -> None:
         """skip, timesteps and trajectory_file agree; a searched file is read now, so a bad one fails first."""
@@ -65,14 +96,11 @@ class SamplerSettings:
             if not self.trajectory_file:
                 raise InputError("sampler.skip=searched needs sampler.trajectory_file=PATH (a file written by "
                                  "python -m ddim.trajectory_search)")
-            self._searched = read_trajectory_file(self.trajectory_file)
+            path = resolve_trajectory_file(self.trajectory_file, self.method, self.steps)
+            self._searched = read_trajectory_file(path)
             if (self._searched.method, self._searched.steps) != (self.method, self.steps):
-                raise InputError(f"sampler.trajectory_file={self.trajectory_file} was searched for "
-                                 f"method={self._searched.method} steps={self._searched.steps}, not "
-                                 f"method={self.method} steps={self.steps}")
-        elif self.trajectory_file is not None:
-            raise InputError(f"sampler.trajectory_file={self.trajectory_file} is read only with sampler.skip=searched, "
-                             f"not skip={self.skip}")
+                raise InputError(f"sampler.trajectory_file={path} was searched for method={self._searched.method} "
+                                 f"steps={self._searched.steps}, not method={self.method} steps={self.steps}")
 
     def validate(self, schedule: NoiseSchedule) -> None:
         """That τ can be built on this model's schedule (S ≤ T, indices below T)."""
@@ -117,6 +145,5 @@ class SamplerSettings:
         """Network evaluations per image: fewer than S where the quad trajectory repeats indices, about 2S for
         heun, S + 1 for plms."""
         return SOLVERS[self.method].nfe(len(self.trajectory(schedule)))
-
 
 __all__ = ["SamplerSettings"]

@@ -57,10 +57,11 @@ class CellPlan:
             "noise": NOISE_VERSION, "bf16": self.eval.bf16,
             # only when not ddim, so the keys (and cached work) of cells from before methods existed still hold
             **({"method": self.sampler.method} if self.sampler.method != "ddim" else {}),
+            **({"recompute_eps": False} if not self.sampler.recompute_eps else {}),
+            **({"threshold": [self.sampler.threshold, self.sampler.threshold_max]}
+               if self.sampler.threshold is not None else {}),
             # a given or searched τ is not named by (steps, skip): the indices themselves decide the images
             **({"timesteps": self.sampler.given_timesteps} if self.sampler.given_timesteps else {}),
-            # the Inception Score's logits are stored beside the features: batches without them cannot serve it
-            **({"logits": True} if self.fid.wants("isc") else {}),
             # the Inception Score's logits are stored beside the features: batches without them cannot serve it
             **({"logits": True} if self.fid.wants("isc") else {}),
         }
