@@ -32,6 +32,10 @@ def ddp_run(run_dir: Path, *extra: str) -> list[dict]:
     ranks = [torch.load(records / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
     assert [r["rank"] for r in ranks] == [0, 1] and all(r["world_size"] == 2 for r in ranks)
     assert [[s["step"] for s in r["steps"]] for r in ranks] == [list(range(1, STEPS + 1))] * 2
+    # rank 0 wrote the checkpoint of the whole run: the step count and the EMA went on through every (unskipped) step
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == STEPS
+    assert int(ckpt["state_dict"]["ema.n_averaged"]) == ranks[0]["steps"][-1]["ema_count"]
     return ranks
 
 

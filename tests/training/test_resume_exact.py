@@ -97,13 +97,14 @@ def test_a_run_stopped_by_sigterm_and_rerun_in_its_dir_ends_where_the_uninterrup
     first.send_signal(signal.SIGTERM)  # lands wherever the run is: the save happens at the next step boundary
     output, _ = first.communicate(timeout=300)
     assert first.returncode == 128 + signal.SIGTERM, output[-3000:]
+    assert "interrupted at step" in output and "checkpoint:" not in output  # stopped, not reported as done
     step = load(run_dir / "checkpoints" / "last.ckpt")["global_step"]
-    assert step >= 3
+    assert step >= 3  # the state when SIGTERM came, not the last periodic checkpoint's or nothing
     end = step + 4  # at least one epoch boundary after the stop
 
     rerun = train_popen(*exact_run(folder, f"trainer.max_steps={end}", f"hydra.run.dir={run_dir}"))
     output, _ = rerun.communicate(timeout=300)
-    assert rerun.returncode == 0 and "resuming from" in output, output[-3000:]
+    assert rerun.returncode == 0 and f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in output, output[-3000:]
     straight = train(tiny_train_config(tmp_path / "straight", *exact_run(folder, f"trainer.max_steps={end}")))
     assert_same_state(load(run_dir / "checkpoints" / "last.ckpt"), load(Path(straight["checkpoint"])),
                       f"SIGTERM at step {step}, rerun to {end}")

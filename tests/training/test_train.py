@@ -1,5 +1,5 @@
-"""End to end: the real config, shrunk; train, look at the files, resume, DDP on two CPU processes, and runs
-stopped by SIGTERM or SLURM's requeue signal that continue when run again."""
+"""End to end: the real config, shrunk; train, look at the files, resume, and a run stopped by SLURM's requeue
+signal that continues when run again (DDP: test_ddp_randomness.py; SIGTERM and exact resume: test_resume_exact.py)."""
 
 import os
 import signal
@@ -14,9 +14,10 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from PIL import Image
 
 from ddim.training.callbacks import CheckpointOnInterrupt
+from ddim.training.cli import EXIT_BAD_INPUT, run_train
 from ddim.training.train import train
 
-from ..helpers import ROOT, TINY_MODEL, TINY_TRAIN, tiny_train_config, wait_for_file
+from ..helpers import ROOT, TINY_MODEL, TINY_TRAIN, compose_config, tiny_train_config, wait_for_file
 
 
 @pytest.mark.slow
@@ -76,38 +77,29 @@ def test_model_that_does_not_fit_the_data_is_one_clear_line(tmp_path):
         train(tiny_train_config(tmp_path, "model.in_channels=3"))
 
 
-@pytest.mark.slow
-def test_ddp_on_two_cpu_processes(tmp_path):
-    run_dir = tmp_path / "ddp"
-    command = [
-        sys.executable, "train.py", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
-        "trainer.max_steps=6", *TINY_MODEL, "logger=csv", "dataset.batch_size=16", "module.warmup_steps=2",
-        "callbacks.checkpoint.every_n_train_steps=3", "callbacks.sample_grid.every_n_steps=3",
-        "callbacks.sample_grid.num_samples=4", "callbacks.sample_grid.steps=5", f"hydra.run.dir={run_dir}",
-    ]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert ckpt["global_step"] == 6
-    assert int(ckpt["state_dict"]["ema.n_averaged"]) == 6
-    assert "world_size=2" in done.stdout + done.stderr or "distributed_backend=gloo" in done.stdout + done.stderr
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("overrides,message", [
     (["dataset=cifar10", "dataset.root=/no/such/dir", "model=cifar10"], "CIFAR-10 not found under /no/such/dir"),
     (["diffusion.name=sigmoid"], "unknown noise schedule 'sigmoid'"),
     (["callbacks.sample_grid.eta=-1"], "sampler.eta=-1; expected a number"),
     (["callbacks.sample_grid.skip=cubic"], "sampler.skip='cubic'; expected one of uniform, quad, trailing"),
-    ([f"resume=/no/such.ckpt"], "resume=/no/such.ckpt: no such checkpoint file"),
+    (["resume=/no/such.ckpt"], "resume=/no/such.ckpt: no such checkpoint file"),
 ])
-def test_train_bad_input_is_one_line_before_any_work(tmp_path, overrides, message):
-    done = subprocess.run([sys.executable, "train.py", *overrides, "logger=none", f"hydra.run.dir={tmp_path}"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2, done.stderr[-2000:]
+def test_train_bad_input_is_one_line_before_any_work(tmp_path, capsys, overrides, message):
+    """What train.py runs (run_train on the composed config), in-process: exit 2 and one line, nothing written."""
+    assert run_train(compose_config("train", tmp_path, [*overrides, "logger=none"])) == EXIT_BAD_INPUT
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "checkpoints").exists()
+
+
+@pytest.mark.slow
+def test_train_py_exits_2_with_the_one_line(tmp_path):
+    """The command itself: Hydra's entry point passes run_train's code and line through."""
+    done = subprocess.run([sys.executable, "train.py", "resume=/no/such.ckpt", "logger=none",
+                           f"hydra.run.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == EXIT_BAD_INPUT, done.stderr[-2000:]
     lines = [line for line in done.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and message in lines[0], done.stderr[-2000:]
+    assert lines == ["error: resume=/no/such.ckpt: no such checkpoint file"], done.stderr[-2000:]
     assert not (tmp_path / "checkpoints").exists()
 
 
@@ -135,22 +127,6 @@ def finish_from(run_dir, step: int, *extra: str, env: dict[str, str] | None = No
     assert ckpt["global_step"] == step + 2 and int(ckpt["state_dict"]["ema.n_averaged"]) == step + 2
     assert ckpt["optimizer_states"][0]["state"][0]["step"].item() == step + 2
     return done
-
-
-@pytest.mark.slow
-def test_sigterm_saves_last_ckpt_and_the_rerun_in_the_same_run_dir_continues(tmp_path):
-    run_dir = tmp_path / "run"
-    first = train_popen(*long_run(run_dir))
-    wait_for_file(run_dir / "samples" / "step_0000002.png", first)
-    first.send_signal(signal.SIGTERM)
-    output, _ = first.communicate(timeout=300)
-    assert first.returncode == 128 + signal.SIGTERM, output[-3000:]
-    assert "interrupted at step" in output and "checkpoint:" not in output
-    step = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["global_step"]
-    assert step >= 2  # the state when SIGTERM came, not the last periodic checkpoint's or nothing
-
-    done = finish_from(run_dir, step)
-    assert f"resuming from {run_dir / 'checkpoints' / 'last.ckpt'}" in done.stdout + done.stderr
 
 
 @pytest.mark.slow
