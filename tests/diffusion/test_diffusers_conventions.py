@@ -37,6 +37,7 @@ def _noisy(schedule: NoiseSchedule, t: int) -> torch.Tensor:
 
 
 def _assert_stored(x: torch.Tensor, total: float | None, mean: float) -> None:
+    """diffusers' two assertions (some tests state only the mean)."""
     if total is not None:
         assert abs(x.abs().sum().item() - total) < 1e-2, x.abs().sum().item()
     assert abs(x.abs().mean().item() - mean) < 1e-3, x.abs().mean().item()
@@ -80,28 +81,54 @@ def test_ddpm_full_loops(prediction, total, mean):
     _assert_stored(out, total, mean)
 
 
+def _state_at_index_0(sampler, *args, **kwargs) -> torch.Tensor:
+    states = {}
+    sampler(*args, callback=lambda s: states.__setitem__(s.t_to, s.x), **kwargs)
+    return states[0]
+
+
+def test_ddim_full_loop_with_no_set_alpha_to_one_is_our_state_at_index_0():
+    """set_alpha_to_one=False makes the last step go from index 0 to ᾱ_0 itself, not to ᾱ = 1: with x̂0 inside
+    [−1, 1] that step is the identity, so the result is the state our run reaches at index 0."""
+    schedule = NoiseSchedule.linear(1000, 0.01, 0.02)
+    state = _state_at_index_0(sample, _dummy_model, _deterministic(), schedule, UNIFORM_10, clip_denoised=KEEP_EPS)
+    _assert_stored(state, 149.0784, 0.1941)
+
+
 def test_pndm_full_loop_with_set_alpha_to_one():
     """PNDMScheduler(set_alpha_to_one=True, beta_start=0.01): the Runge–Kutta warm-up, then PLMS."""
     schedule = NoiseSchedule.linear(1000, 0.01, 0.02)
     _assert_stored(SOLVERS["pndm"].sample(_dummy_model, _deterministic(), schedule, UNIFORM_10), 230.0399, 0.2995)
 
 
+@pytest.mark.parametrize("case,beta_start,total,mean", [
+    ("no_noise", 1e-4, 198.1318, 0.2580), ("with_no_set_alpha_to_one", 0.01, 186.9482, 0.2434),
+])
+def test_pndm_full_loops_without_alpha_one_are_our_state_at_index_0(case, beta_start, total, mean):
+    """PNDMScheduler's default set_alpha_to_one=False: its last step, from index 0 to ᾱ_0, is φ between equal ᾱ,
+    the identity; the result is our state at index 0."""
+    schedule = NoiseSchedule.linear(1000, beta_start, 0.02)
+    _assert_stored(_state_at_index_0(SOLVERS["pndm"].sample, _dummy_model, _deterministic(), schedule, UNIFORM_10),
+                   total, mean)
+
+
 # diffusers' default "linspace" spacing for 10 steps, 999 down to 100, then a last step to index 0's σ (sigma_min)
 LINSPACE_10_TO_0 = [0, 100, 200, 300, 400, 500, 599, 699, 799, 899, 999]
 
 
-@pytest.mark.parametrize("case,prediction,start,mean", [
-    ("no_noise", "eps", 999, 0.3301), ("with_v_prediction", "v", 999, 0.2251), ("with_noise", "eps", 500, 0.4146),
+@pytest.mark.parametrize("case,prediction,start,x0_clip,mean", [
+    ("no_noise", "eps", 999, None, 0.3301), ("with_v_prediction", "v", 999, None, 0.2251),
+    ("with_noise", "eps", 500, None, 0.4146), ("no_noise_thres", "eps", 999, X0Clip("dynamic", 0.87, 0.5), 1.1364),
 ])
-def test_dpm_multistep_full_loops_are_our_state_at_index_0(case, prediction, start, mean):
+def test_dpm_multistep_full_loops_are_our_state_at_index_0(case, prediction, start, x0_clip, mean):
     """DPMSolverMultistepScheduler(dpmsolver++, order 2, lower_order_final=False, final_sigmas_type="sigma_min")
-    ends on index 0's noise level, not at ᾱ = 1: its result is the state our dpmpp_2m reaches at index 0."""
+    ends on index 0's noise level, not at ᾱ = 1: its result is the state our dpmpp_2m reaches at index 0.
+    no_noise_thres: thresholding=True, dynamic_thresholding_ratio=0.87, sample_max_value=0.5."""
     timesteps = [t for t in LINSPACE_10_TO_0 if t <= start]
     x = _deterministic() if start == 999 else _noisy(SCHEDULE, start)
-    states = {}
-    SOLVERS["dpmpp_2m"].sample(as_eps_model(_dummy_model, SCHEDULE, prediction), x, SCHEDULE, timesteps,
-                               callback=lambda s: states.__setitem__(s.t_to, s.x))
-    _assert_stored(states[0], 318.4111 if case == "with_noise" else None, mean)
+    state = _state_at_index_0(SOLVERS["dpmpp_2m"].sample, as_eps_model(_dummy_model, SCHEDULE, prediction), x,
+                              SCHEDULE, timesteps, x0_clip=x0_clip)
+    _assert_stored(state, 318.4111 if case == "with_noise" else None, mean)
 
 
 # ---- our new solvers and options against the diffusers scheduler itself, float64 -------------------------------
@@ -167,3 +194,24 @@ def test_clip_and_threshold_options_match_diffusers_ddim(x0_clip, diffusers_opti
     draws = iter(noise)
     ours = sample(oracle, x_T, SCHEDULE, UNIFORM_10, eta=eta, generator=lambda _: next(draws), clip_denoised=x0_clip)
     torch.testing.assert_close(ours, x, rtol=0, atol=1e-12)
+
+
+@needs_diffusers
+@pytest.mark.parametrize("method", ["dpmpp_2m", "dpmpp_2s"])
+def test_thresholding_in_the_data_prediction_solvers_matches_diffusers(method):
+    """thresholding=True on data N(0.2, 2²), where x̂0 leaves [−1, 1] (dpmpp_2m: diffusers rounds to float32)."""
+    oracle = GaussianOracle(SCHEDULE, 0.2, 2.0)
+    cls = diffusers.DPMSolverMultistepScheduler if method == "dpmpp_2m" else diffusers.DPMSolverSinglestepScheduler
+    scheduler = cls(algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint", lower_order_final=True,
+                    final_sigmas_type="zero", thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=1.5)
+    timesteps = make_timesteps(1000, 10, "quad")
+    scheduler.set_timesteps(timesteps=timesteps[::-1])
+    _float64_sigmas(scheduler, 0.0)
+    x_T = _latents(8, 48, seed=14).reshape(8, 3, 4, 4)
+    x = x_T
+    for t in scheduler.timesteps:
+        x = scheduler.step(oracle(x, torch.full((8,), int(t), dtype=torch.long)), t, x).prev_sample
+    ours = SOLVERS[method].sample(oracle, x_T, SCHEDULE, timesteps, x0_clip=X0Clip("dynamic", 0.9, 1.5))
+    unthresholded = SOLVERS[method].sample(oracle, x_T, SCHEDULE, timesteps)
+    torch.testing.assert_close(ours, x.to(ours.dtype), rtol=0, atol=1e-6 if method == "dpmpp_2m" else 1e-12)
+    assert (unthresholded - ours).abs().max() > 0.1

@@ -88,7 +88,8 @@ def test_method_only_sweep_still_plots_and_tabulates(tmp_path):
     (dict(method="euler"), "sampler.method='euler'; expected one of ddim, plms, dpmpp_2m, dpm_2s, dpm_3, heun"),
     (dict(method="heun", eta=0.5), "sampler.method=heun solves the η = 0 ODE; sampler.eta=0.5"),
     (dict(method="plms", eta="sigma_hat"), "sampler.method=plms solves the η = 0 ODE; sampler.eta='sigma_hat'"),
-    (dict(method="dpm_2s", clip_denoised=True), "sampler.method=dpm_2s solves the η = 0 ODE"),
+    (dict(method="dpm_2s", clip_denoised=True),
+     "sampler.clip_denoised=True applies to method=ddim|dpmpp_2m|dpmpp_2s, not method=dpm_2s"),
 ])
 def test_bad_method_settings_are_one_clear_error(kwargs, message):
     with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(".", r"\.")):

@@ -8,8 +8,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from .prediction import X0Clip
 from .sampling import EpsModel, SampleStep, _ddim_step
-from .schedule import NoiseSchedule, x0_from_eps
+from .schedule import NoiseSchedule, eps_from_x0, x0_from_eps
 from .trajectory import check_timesteps, timestep_pairs
 
 Callback = Callable[[SampleStep], None] | None
@@ -76,6 +77,7 @@ def dpmpp_2s_sample(
     timesteps: Sequence[int],
     *,
     callback: Callback = None,
+    x0_clip: X0Clip | None = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2S) (Lu et al. 2022b, Algorithm 1, single-step second order, data prediction): from t over the
     next index s of τ to q, u is DDIM's step to s and x_q = (σ_q/σ_t) x_t − α_q (e^{−h} − 1)(x̂0_t + (x̂0(u, s) −
@@ -83,7 +85,9 @@ def dpmpp_2s_sample(
     algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint").
 
     τ is walked two intervals per step from the noisy end, as dpm_2s is; the last interval (to ᾱ = 1, where the
-    update returns x̂0) is first order, and so is the one before it when the others do not pair up. NFE = S."""
+    update returns x̂0) is first order, and so is the one before it when the others do not pair up. NFE = S.
+    `x0_clip` clips or thresholds each x̂0 before use, as dpmpp_2m's does."""
+    clip = x0_clip or X0Clip()
     pairs = timestep_pairs(check_timesteps(timesteps, schedule.T))
     x, k = x_T, 0
     while k < len(pairs):
@@ -91,14 +95,16 @@ def dpmpp_2s_sample(
         t, s = pairs[k]
         a_t, a_s = schedule.alpha_bar(t), schedule.alpha_bar(s)
         eps_t = _eps(model, x, t)
-        x0_t = x0_from_eps(x, a_t, eps_t)
-        u = _phi(x, eps_t, a_t, a_s)  # DPM-Solver++(1) is DDIM's step; to ᾱ = 1 it is x̂0_t
+        _, x0_t = clip.apply(x, eps_t, x0_from_eps(x, a_t, eps_t), a_t)
+        # DPM-Solver++(1) is DDIM's step with the ε̂ that x̂0_t implies; to ᾱ = 1 it is x̂0_t
+        u = _phi(x, eps_from_x0(x, a_t, x0_t), a_t, a_s)
         if callback is not None:
             callback(SampleStep(t, s, u, x0_t))
         if order == 2:
             q = pairs[k + 1][1]
             a_q = schedule.alpha_bar(q)
-            x0_s = x0_from_eps(u, a_s, _eps(model, u, s))
+            eps_s = _eps(model, u, s)
+            _, x0_s = clip.apply(u, eps_s, x0_from_eps(u, a_s, eps_s), a_s)
             lam_t, lam_s, lam_q = (0.5 * math.log(a / (1 - a)) for a in (a_t, a_s, a_q))
             h, r = lam_q - lam_t, (lam_s - lam_t) / (lam_q - lam_t)
             data = x0_t + (x0_s - x0_t) / (2 * r)

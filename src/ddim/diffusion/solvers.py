@@ -24,6 +24,7 @@ from typing import NamedTuple
 import torch
 
 from .pndm_dpmpp import dpmpp_2s_sample, pndm_nfe, pndm_sample
+from .prediction import X0Clip
 from .sampling import EpsModel, SampleStep, _ddim_step, encode, sample
 from .schedule import NoiseSchedule, x0_from_eps
 from .trajectory import check_timesteps, make_timesteps, timestep_pairs
@@ -87,15 +88,18 @@ def dpmpp_2m_sample(
     timesteps: Sequence[int],
     *,
     callback: Callback = None,
+    x0_clip: X0Clip | None = None,
 ) -> torch.Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2): x_p = (σ_p/σ_t) x_t − α_p (e^{−h} − 1) D, with
     D = (1 + 1/2r) x̂0_t − (1/2r) x̂0_prev, h = λ_p − λ_t, r = h_prev/h. The first step is first order
-    (D = x̂0_t, which is DDIM's step), and so is the last, to ᾱ = 1, where it returns x̂0_t. NFE = S."""
+    (D = x̂0_t, which is DDIM's step), and so is the last, to ᾱ = 1, where it returns x̂0_t. NFE = S.
+    `x0_clip` clips or thresholds each x̂0 before use (diffusers' `thresholding=True` of this solver)."""
     pairs = timestep_pairs(check_timesteps(timesteps, schedule.T))
     x, x0_before, h_before = x_T, None, None
     for t, t_prev in pairs:
         a_t, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
-        x0 = x0_from_eps(x, a_t, _eps(model, x, t))
+        eps = _eps(model, x, t)
+        _, x0 = (x0_clip or X0Clip()).apply(x, eps, x0_from_eps(x, a_t, eps), a_t)
         if t_prev < 0:
             x_next = x0
         else:
@@ -246,17 +250,18 @@ class Solver(NamedTuple):
     sample: Callable[..., torch.Tensor]
     nfe: Callable[[int], int]
     encode: Callable[..., torch.Tensor] | None = None
+    clips_x0: bool = False  # sample takes x0_clip= (the data-prediction solvers, where diffusers thresholds)
 
 
 SOLVERS: dict[str, Solver] = {
     "ddim": Solver(sample, lambda n: n, encode),
     "plms": Solver(plms_sample, lambda n: n + 1 if n > 1 else 1),
-    "dpmpp_2m": Solver(dpmpp_2m_sample, lambda n: n),
+    "dpmpp_2m": Solver(dpmpp_2m_sample, lambda n: n, clips_x0=True),
     "dpm_2s": Solver(dpm_2s_sample, lambda n: n),
     "dpm_3": Solver(dpm_3_sample, lambda n: n),
     "heun": Solver(heun_sample, lambda n: 2 * n - 1, heun_encode),
     "pndm": Solver(pndm_sample, pndm_nfe),  # pndm_dpmpp.py
-    "dpmpp_2s": Solver(dpmpp_2s_sample, lambda n: n),
+    "dpmpp_2s": Solver(dpmpp_2s_sample, lambda n: n, clips_x0=True),
 }
 METHODS = tuple(SOLVERS)
 

@@ -39,7 +39,9 @@ def generate(
                 variance=settings.variance, generator=noise, clip_denoised=settings.x0_clip,
             )
         else:  # deterministic ODE solvers: x_T is all the randomness
-            images = SOLVERS[settings.method].sample(model, x_T, schedule, timesteps)
+            solver = SOLVERS[settings.method]
+            options = {"x0_clip": settings.x0_clip} if solver.clips_x0 else {}
+            images = solver.sample(model, x_T, schedule, timesteps, **options)
     return images.float()
 
 

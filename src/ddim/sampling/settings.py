@@ -12,6 +12,8 @@ from ddim.errors import InputError
 
 from .trajectory_file import SearchedTrajectory, read_trajectory_file, resolve_trajectory_file
 
+# the methods whose x̂0 can be clipped or thresholded: ddim, and the solvers that step on x̂0 (as diffusers' do)
+X0_METHODS = tuple(m for m, solver in SOLVERS.items() if m == "ddim" or solver.clips_x0)
 # skip values beyond the core's named spacings: τ from a trajectory_search file, or given as sampler.timesteps
 SEARCHED, EXPLICIT = "searched", "timesteps"
 SKIPS = (*SKIP_TYPES, SEARCHED)
@@ -28,7 +30,7 @@ class SamplerSettings:
     skip: str = "uniform"  # the trajectory: uniform | quad | trailing | linspace | logsnr | edm | searched
     clip_denoised: Optional[bool] = None  # clip x̂0 to [-1, 1]; null: the sampler's own default (off for η, on for σ̂)
     # after clipping or thresholding x̂0: true re-derives ε̂ from it (ours; diffusers' use_clipped_model_output=True),
-    # false keeps the network's ε̂ (diffusers' default); the σ̂ step uses no ε̂, so there it changes nothing
+    # false keeps the network's ε̂ (diffusers' default); σ̂ and the DPM-Solver++ methods use x̂0 alone: no change
     recompute_eps: bool = True
     # dynamic thresholding of x̂0 (Saharia et al. 2022; diffusers' thresholding=True): the quantile of |x̂0| per image
     # (diffusers' dynamic_thresholding_ratio, e.g. 0.995) that x̂0 is clipped to and divided by; null: off
@@ -53,9 +55,12 @@ class SamplerSettings:
         self._check_trajectory()
         if self.method not in METHODS:
             raise InputError(f"sampler.method={self.method!r}; expected one of {', '.join(METHODS)}")
-        if self.method != "ddim" and (self.eta != 0 or self.clip_denoised):
-            raise InputError(f"sampler.method={self.method} solves the η = 0 ODE; sampler.eta={self.eta!r} and "
-                             f"sampler.clip_denoised={self.clip_denoised!r} apply to method=ddim only")
+        if self.method != "ddim" and self.eta != 0:
+            raise InputError(f"sampler.method={self.method} solves the η = 0 ODE; sampler.eta={self.eta!r} applies "
+                             f"to method=ddim only")
+        if self.clip_denoised and not self.clips_x0:
+            raise InputError(f"sampler.clip_denoised={self.clip_denoised!r} applies to method={'|'.join(X0_METHODS)}, "
+                             f"not method={self.method}")
         self._check_threshold()
 
     def _check_threshold(self) -> None:
@@ -68,8 +73,13 @@ class SamplerSettings:
         if self.clip_denoised is not None:
             raise InputError(f"sampler.threshold={self.threshold} and sampler.clip_denoised={self.clip_denoised} "
                              f"both say what happens to x̂0; set one of them")
-        if self.method != "ddim":
-            raise InputError(f"sampler.threshold applies to method=ddim only, not method={self.method}")
+        if not self.clips_x0:
+            raise InputError(f"sampler.threshold applies to method={'|'.join(X0_METHODS)}, not method={self.method}")
+
+    @property
+    def clips_x0(self) -> bool:
+        """Whether the method clips or thresholds x̂0 on request: ddim, and the data-prediction solvers."""
+        return self.method in X0_METHODS
 
     @property
     def x0_clip(self) -> X0Clip:
