@@ -59,7 +59,7 @@ def test_slurm_launcher_composes_and_takes_overrides(tmp_path):
     cfg = compose_config("evaluate", tmp_path, ["hydra/launcher=slurm", "hydra.launcher.partition=h100",
                                                 "hydra.launcher.timeout_min=90"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
-    assert launcher._target_.endswith("submitit_launcher.SlurmLauncher")
+    assert launcher._target_ == "hydra_plugins.ddim_launcher.SlurmLauncher"  # submitit's, aware of dead jobs
     assert (launcher.partition, launcher.timeout_min, launcher.gpus_per_node, launcher.tasks_per_node) == ("h100", 90, 1, 1)
     assert launcher.max_num_timeout > 0 and launcher.signal_delay_s > 0 and launcher.additional_parameters.requeue
     assert launcher.submitit_folder.endswith("/.submitit/%j")  # job logs and pickles live in the sweep dir

@@ -99,10 +99,14 @@ def run_evaluation(cfg: DictConfig, out_dir: str, multirun: bool = False, group:
         if not multirun:
             raise
         log.error("cell failed: %s: %s", type(error).__name__, error)
-        settings = {**{k: cfg.sampler.get(k) for k in ("steps", "eta", "skip", "method")}, "seed": cfg.get("seed")}
-        metrics = write_failure(out_dir, settings, error)
+        metrics = write_failure(out_dir, cell_settings(cfg), error)
     log_cell_to_wandb(cfg, metrics, out_dir, group)
     return metrics
+
+
+def cell_settings(cfg: DictConfig) -> dict[str, Any]:
+    """What a failed cell's metrics.json says about it, so that the table puts it in its row and column."""
+    return {**{k: cfg.sampler.get(k) for k in ("steps", "eta", "skip", "method")}, "seed": cfg.get("seed")}
 
 
 def log_cell_to_wandb(cfg: DictConfig, metrics: dict[str, Any], out_dir: str, group: str | None) -> None:

@@ -1,0 +1,128 @@
+"""evaluate.py -m hydra/launcher=slurm on the real test cluster (conftest.py): the sweep is one job array, a cell
+preempted by a higher partition comes back and makes each image exactly once, a cell past its time limit is
+requeued, and a cell whose process is killed outright is a failed cell in the tables, with no sacct to ask."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ..e2e.test_cluster import chunk_indices, evaluate_popen
+from ..helpers import wait_until
+
+NUM_SAMPLES = 16
+# S=200 at 2 images a batch: ~2 s a batch here, so a signal lands between a cell's first chunk and its last
+CELL = ["eval.batch_size=2", "eval.recon_samples=0", "fid.kid_subsets=0",
+        "fid.bootstrap=0", "eval.figures=false", "wandb=none"]
+LAUNCHER = ["hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0", "hydra.launcher.cpus_per_task=1",
+            "hydra.launcher.mem_gb=1"]
+
+
+def sweep_popen(checkpoint: Path, sweep: Path, *args: str, samples: int = NUM_SAMPLES, timeout_min: int = 30):
+    """The sweep's launching process. submitit takes a signal for a time-out once the job has run
+    min(0.8 x limit, limit - 10 min): under 30 minutes a preemption would count as one."""
+    return evaluate_popen("-m", *LAUNCHER, f"hydra.launcher.timeout_min={timeout_min}", f"ckpt={checkpoint}", *CELL,
+                          f"eval.num_samples={samples}", f"hydra.sweep.dir={sweep}", *args)
+
+
+def slurm_job_id(cell_dir: Path) -> str:
+    """The array task ("123_1") that ran the cell, as Hydra recorded it."""
+    return str(yaml.safe_load((cell_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
+
+
+def cell_pid(job_id: str) -> int | None:
+    """The pid of the cell's Python process (submitit's _submit) in that array task, if it runs now."""
+    array, task = job_id.split("_")
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"submitit.core._submit" not in cmdline.read_bytes():
+                continue
+            variables = set((cmdline.parent / "environ").read_bytes().split(b"\0"))
+        except OSError:
+            continue
+        if {f"SLURM_ARRAY_JOB_ID={array}".encode(), f"SLURM_ARRAY_TASK_ID={task}".encode()} <= variables:
+            return int(cmdline.parent.name)
+    return None
+
+
+def cells(sweep: Path) -> dict[tuple[int, float], dict]:
+    found = [json.loads(p.read_text()) for p in sweep.glob("*/metrics.json")]
+    return {(c["steps"], c["eta"]): c for c in found}
+
+
+def test_a_2x2_sweep_is_one_job_array_and_a_preempted_cell_makes_each_image_once(checkpoint, idle, tmp_path):
+    sweep = tmp_path / "sweep"
+    start = time.monotonic()
+    launching = sweep_popen(checkpoint, sweep, "sampler.steps=20,200", "sampler.eta=0,1")
+    slow = sweep / "2"  # S=200, eta=0: Hydra numbers (20, 0), (20, 1), (200, 0), (200, 1)
+    wait_until(lambda: len(chunk_indices(slow)) > 0, launching, "first chunk of cell 2")
+    job = slurm_job_id(slow)
+    node = idle.job(job)["NodeList"]
+    # a job of the higher partition takes the cell's node: SLURM signals and requeues the cells running there
+    idle.sbatch("-p", "high", "-w", node, "-c2", "-o", "/dev/null", "--wrap", "sleep 2")
+    made_before = {p: p.stat().st_mtime_ns for p in slow.glob("features-*/*.npz")}
+    output, _ = launching.communicate(timeout=600)
+    seconds = time.monotonic() - start
+    assert launching.returncode == 0, output[-4000:]
+
+    restarts = int(idle.job(job)["Restarts"])
+    print(f"2x2 sweep, submit to results.md: {seconds:.0f} s; cell 2 ({job} on {node}) requeued {restarts} time(s), "
+          f"{len(made_before)} of {NUM_SAMPLES // 2} chunks made before")
+    assert len(made_before) < NUM_SAMPLES // 2, "the cell finished before it was preempted: make it slower"
+    assert restarts >= 1
+    # the requeued job went on from the chunks on disk: every image index exactly once, none made again
+    assert chunk_indices(slow) == list(range(NUM_SAMPLES))
+    assert all(p.stat().st_mtime_ns == stamp for p, stamp in made_before.items())
+
+    found = cells(sweep)
+    assert set(found) == {(20, 0), (200, 0), (20, 1), (200, 1)}
+    assert all(c["status"] == "ok" for c in found.values()), found
+    assert all(chunk_indices(sweep / d) == list(range(NUM_SAMPLES)) for d in "0123")
+    # one array of 4 tasks, each cell in its own
+    jobs = {slurm_job_id(sweep / d) for d in "0123"}
+    assert len({j.split("_")[0] for j in jobs}) == 1 and {j.split("_")[1] for j in jobs} == set("0123")
+    table = (sweep / "results.md").read_text()
+    assert "| 20 " in table and "| 200 " in table and "failed" not in table
+
+
+def test_a_cell_killed_outright_is_failed_in_the_table_and_the_sweep_ends(checkpoint, idle, tmp_path):
+    sweep = tmp_path / "sweep"
+    launching = sweep_popen(checkpoint, sweep, "sampler.steps=20,200", "sampler.eta=0")
+    slow = sweep / "1"
+    wait_until(lambda: len(chunk_indices(slow)) > 0, launching, "first chunk of cell 1")
+    job = slurm_job_id(slow)
+    os.kill(cell_pid(job), signal.SIGKILL)  # no handler runs, no result is written: the job just fails
+    output, _ = launching.communicate(timeout=300)
+    assert launching.returncode == 0, output[-4000:]
+    assert idle.job(job)["JobState"] == "FAILED" and not idle.run("sacct", check=False).returncode == 0
+
+    found = cells(sweep)
+    assert found[(20, 0)]["status"] == "ok"
+    assert found[(200, 0)]["status"] == "failed" and f"SLURM job {job} ended" in found[(200, 0)]["error"]
+    assert "failed" in (sweep / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_cell_past_its_time_limit_is_requeued_and_finishes(checkpoint, idle, tmp_path):
+    """SLURM's shortest limit is a minute and it looks every ~30 s: this one takes 60-90 s."""
+    sweep = tmp_path / "sweep"
+    # USR2 50 s before the 1-minute limit, at SLURM's first look after 10 s: submitit requeues the job, which goes
+    # on from its chunks; each run makes a few of them before its signal, within max_num_timeout runs
+    launching = sweep_popen(checkpoint, sweep, "sampler.steps=200", "sampler.eta=0",
+                            "hydra.launcher.signal_delay_s=50", "hydra.launcher.max_num_timeout=10", timeout_min=1)
+    output, _ = launching.communicate(timeout=600)
+    assert launching.returncode == 0, output[-4000:]
+    cell = sweep / "0"
+    job = slurm_job_id(cell)
+    log = next((sweep / ".submitit").glob(f"{job}/*_0_log.err")).read_text()
+    restarts = int(idle.job(job)["Restarts"])
+    print(f"time-limited cell {job}: requeued {restarts} time(s)")
+    assert "timed-out" in log and restarts >= 1, log[-3000:]
+    assert chunk_indices(cell) == list(range(NUM_SAMPLES))
+    assert cells(sweep)[(200, 0)]["status"] == "ok"
