@@ -33,6 +33,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(1)
     if not multirun:
         shown = {k: metrics.get(k) for k in ("metric", "value", "kid_mean", "recon_mse", "nfe", "images_per_second")}
+        shown.update({k: metrics[k] for k in ("isc_mean", "precision", "recall") if metrics.get(k) is not None})
         print(" ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()))
 
 

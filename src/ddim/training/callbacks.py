@@ -14,9 +14,8 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 
-from ddim.diffusion.prediction import as_eps_model
 from ddim.errors import InputError
-from ddim.sampling import SamplerSettings, generate, save_image_grid
+from ddim.sampling import SamplerSettings, network_samples, save_image_grid
 from ddim.utils import atomic_path
 
 log = logging.getLogger(__name__)
@@ -49,17 +48,9 @@ class SampleGrid(L.Callback):
 
     def make_samples(self, pl_module: L.LightningModule) -> torch.Tensor:
         """The same x_T and noise every time: image i depends only on (seed, i)."""
-        model = pl_module.ema_model
-        was_training = model.training
-        model.eval()
-        config = model.config
-        shape = (config["in_channels"], config["resolution"], config["resolution"])
         settings = SamplerSettings(min(self.steps, pl_module.schedule.T), self.eta, self.skip)
-        eps_model = as_eps_model(model, pl_module.schedule, config["prediction"])
-        images = generate(eps_model, pl_module.schedule, settings, range(self.num_samples), self.seed, shape,
-                          pl_module.device)
-        model.train(was_training)
-        return images
+        return network_samples(pl_module.ema_model, pl_module.schedule, settings, range(self.num_samples), self.seed,
+                               pl_module.device)
 
     def write_grid(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         step = trainer.global_step

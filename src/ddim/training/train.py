@@ -112,7 +112,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         log.info("resuming from %s, found in this run's directory", resume)
     module = build_module(cfg, resume)
     check_model_fits_data(module.hparams.model, datamodule, cfg.dataset.name)
-    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    # entries that are plain values (callbacks.fid_every_n_steps) are settings the callbacks' nodes interpolate
+    callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values() if isinstance(c, DictConfig)]
     loggers = [hydra.utils.instantiate(c) for c in (cfg.get("logger") or {}).values()]
     loggers = [logger for logger in loggers if _logger_starts(logger)]
     if not loggers:  # logger=none: Lightning refuses a LearningRateMonitor with nothing to log to

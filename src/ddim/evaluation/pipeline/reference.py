@@ -52,7 +52,7 @@ def cell_reference(plan: CellPlan, extractor: FeatureExtractorBase,
     need = [m for m in ("kid", "prc") if plan.fid.wants(m)]
     if need and not stats.has_features:
         raise InputError(f"fid.reference={plan.fid.reference} is {found}, without features: {' and '.join(need)} "
-                         f"need the reference's features; pass fid.metrics=[fid] (isc also works) or a reference "
+                         f"need{'s' if len(need) == 1 else ''} the reference's features; pass fid.metrics=[fid] (isc also works) or a reference "
                          f"cache of this project")
     return stats, found
 
