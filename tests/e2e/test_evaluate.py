@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -127,6 +128,23 @@ def test_method_cell_records_method_true_nfe_and_its_own_images(checkpoint, tmp_
     assert heun["recon_mse"] is not None and heun["value"] != ddim["value"]
     assert plan_for(checkpoint, tmp_path).work_dir("features") != plan_for(
         checkpoint, tmp_path, sampler=SamplerSettings(3, 0.0, method="heun")).work_dir("features")
+
+
+def test_isc_and_prc_cells_store_logits_and_leave_the_fd_as_it_was(checkpoint, tmp_path):
+    """fid.metrics=[fid,kid,isc,prc]: the chunk files hold the digits classifier's 10 logits beside the features (their
+    own work dir: batches without logits cannot serve the score), the score is in [1, 10], precision and recall in
+    [0, 1], and the FD is the one the same images give without them."""
+    plain = run_cell(plan_for(checkpoint, tmp_path / "plain", sampler=SamplerSettings(3, 0.0)))
+    plan = plan_for(checkpoint, tmp_path / "more", sampler=SamplerSettings(3, 0.0), metrics=["fid", "kid", "isc", "prc"],
+                    kid_subsets=2, kid_subset_size=6, isc_splits=2)
+    more = run_cell(plan)
+    chunks = sorted(plan.work_dir("features").glob("*.npz"))
+    assert chunks and all(np.load(c)["logits"].shape[1] == 10 for c in chunks)
+    assert plan.work_dir("features") != plan_for(checkpoint, tmp_path / "more", sampler=SamplerSettings(3, 0.0)).work_dir(
+        "features")
+    assert more["value"] == pytest.approx(plain["value"], rel=1e-12)
+    assert 1.0 <= more["isc_mean"] <= 10.0 and 0.0 <= more["precision"] <= 1.0 and 0.0 <= more["recall"] <= 1.0
+    assert more["key"]["metrics"] == ["fid", "isc", "kid", "prc"] and "metrics" not in plain["key"]
 
 
 @pytest.mark.slow
