@@ -7,11 +7,11 @@ import json
 import pytest
 import torch
 
+from ddim.convert import convert_checkpoint
 from ddim.diffusion import NoiseSchedule, make_timesteps, sample
-from ddim.diffusion.prediction import as_eps_model
+from ddim.diffusion.prediction import PREDICTIONS, as_eps_model
 from ddim.models import CheckpointError, read_checkpoint
 from ddim.models.unet import PREDICTIONS as UNET_PREDICTIONS
-from ddim.diffusion.prediction import PREDICTIONS
 
 from .test_pretrained import ddpm_layout_diffusers_model
 
@@ -44,6 +44,13 @@ def test_a_v_prediction_pipeline_folder_samples_as_diffusers_does(tmp_path):
     error = (ours - x).abs().max() / x.abs().max()
     assert error < 1e-4, f"relative error {error:.3g}"
     assert (as_if_eps - x).abs().max() > 100 * (ours - x).abs().max()  # reading v as ε would be far off
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".safetensors"])
+def test_a_converted_v_folder_stays_a_v_network(tmp_path, suffix):
+    folder, _, _ = _pipeline_folder(tmp_path, "v_prediction")
+    convert_checkpoint(folder, tmp_path / f"ours{suffix}")
+    assert read_checkpoint(tmp_path / f"ours{suffix}").model.config["prediction"] == "v"
 
 
 def test_prediction_types_of_scheduler_configs(tmp_path):
