@@ -22,7 +22,7 @@ from ddim.diffusion.prediction import as_eps_model
 from ddim.errors import InputError
 from ddim.models import DEFAULT_SCHEDULE, read_checkpoint
 from ddim.sampling import fast_model, generate, reconstruct, to_uint8
-from ddim.utils import atomic_write_text, exclusive_lock
+from ddim.utils import atomic_write_text, exclusive_lock, lock_holder
 
 from ..metrics.features import build_feature_extractor, metric_name
 from ..metrics.fidelity import inception_score, precision_recall
@@ -157,9 +157,8 @@ def run_cell(plan: CellPlan) -> dict[str, Any]:
     lock = Path(plan.out_dir) / ".cell.lock"
     with exclusive_lock(lock) as mine:
         if not mine:
-            holder = lock.read_text().strip() if lock.is_file() else "?"
-            raise CellBusy(f"{plan.out_dir}: this cell is being evaluated by another process (pid {holder}); "
-                           f"its results will appear there")
+            raise CellBusy(f"{plan.out_dir}: this cell is being evaluated by another process "
+                           f"({lock_holder(lock)}); its results will appear there")
         return _evaluate_unlocked(plan)
 
 
