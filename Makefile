@@ -39,13 +39,20 @@ test-lowest:
 	@echo "lowest: $$(awk '/^[^ #]/{p=$$0} /ddim \(pyproject.toml\)/{print p}' $(LOWEST)/requirements.txt | paste -sd' ')"
 	$(LOWEST_PY) -m pytest -q -m "not slow"
 
-# The demo: train on the built-in digits (CPU, ~5 min), then the S × η sweep with tables and figures (~6 min)
+# The demo: train on the built-in digits (CPU, ~5 min), then the S × η sweep with tables and figures (~6 min), the
+# solvers at a few NFE, and a searched τ for ddim and dpmpp_2m at NFE 5 and 10 (~1.5 min)
 DEMO := outputs/demo
 demo: install
 	$(PY) train.py experiment=demo_train hydra.run.dir=$(DEMO)/train
 	$(PY) evaluate.py sweep=demo_sweep ckpt=$(DEMO)/train/checkpoints/last.ckpt hydra.sweep.dir=$(DEMO)
 	$(PY) evaluate.py sweep=demo_methods sampler.method=ddim,dpmpp_2m eval.recon_samples=0 \
 		ckpt=$(DEMO)/train/checkpoints/last.ckpt hydra.sweep.dir=$(DEMO)/methods
+	# τ searched for this model (docs/samplers.md), then its cells beside quad's in the same table
+	$(PY) -m ddim.trajectory_search -m sampler.method=ddim,dpmpp_2m sampler.steps=5,10 \
+		ckpt=$(DEMO)/train/checkpoints/last.ckpt hydra.sweep.dir=$(DEMO)/search
+	$(PY) evaluate.py sweep=demo_methods sampler.method=ddim,dpmpp_2m sampler.steps=5,10 sampler.skip=searched \
+		sampler.trajectory_file=$(DEMO)/search eval.recon_samples=0 ckpt=$(DEMO)/train/checkpoints/last.ckpt \
+		hydra.sweep.dir=$(DEMO)/methods 'hydra.sweep.subdir=searched_$${hydra.job.num}'
 	@echo "sample grid: $(DEMO)/train/samples/last.png   checkpoint: $(DEMO)/train/checkpoints/last.ckpt"
 	@echo "table: $(DEMO)/results.md   figures: $(DEMO)/*.png   solvers: $(DEMO)/methods/results.md"
 

@@ -32,6 +32,8 @@ ALLOWED_PROJECT_IMPORTS: dict[str, tuple[str, ...]] = {
     "ddim.evaluation.report": ("ddim.diffusion", "ddim.utils", "ddim.errors"),
     "ddim.evaluation.metrics": ("ddim.data", "ddim.sampling", "ddim.utils", "ddim.errors"),
     "ddim.convert": ("ddim.models", "ddim.utils", "ddim.errors"),
+    # an entry point like evaluate.py, on the sampling layer only: model in, trajectory file out
+    "ddim.trajectory_search": ("ddim.diffusion", "ddim.models", "ddim.sampling", "ddim.errors"),
 }
 # the core is plain torch on tensors (GUIDE: no Lightning, Hydra, wandb or torchvision there)
 FORBIDDEN_LIBRARIES: dict[str, tuple[str, ...]] = {

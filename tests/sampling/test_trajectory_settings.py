@@ -49,7 +49,6 @@ def test_a_given_trajectory_is_part_of_the_cell_key_and_a_named_one_is_not(tmp_p
                          r"searched$"),
     ({"skip": "searched"}, r"^sampler\.skip=searched needs sampler\.trajectory_file=PATH"),
     ({"skip": "searched", "timesteps": [0, 5]}, r"both give τ; set one of them$"),
-    ({"skip": "quad", "trajectory_file": "x.json"}, r"is read only with sampler\.skip=searched, not skip=quad$"),
 ])
 def test_bad_trajectory_settings_are_one_clear_line(kwargs, message):
     with pytest.raises(InputError, match=message):

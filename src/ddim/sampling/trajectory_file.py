@@ -33,6 +33,17 @@ class SearchedTrajectory:
         return len(self.timesteps)
 
 
+def trajectory_file_name(method: str, steps: int) -> str:
+    """The name a folder of searched trajectories gives the file for (method, S)."""
+    return f"{method}_S{steps}.json"
+
+
+def resolve_trajectory_file(path: str | Path, method: str, steps: int) -> Path:
+    """`path` itself, or where it is a folder (one a sweep over methods and S shares), its file for (method, S)."""
+    path = Path(path)
+    return path / trajectory_file_name(method, steps) if path.is_dir() else path
+
+
 def write_trajectory_file(path: str | Path, found: SearchedTrajectory) -> Path:
     """Writes atomically (a temporary file renamed over `path`)."""
     record = {"format": FORMAT, "steps": found.steps, **dataclasses.asdict(found)}
@@ -64,4 +75,5 @@ def read_trajectory_file(path: str | Path) -> SearchedTrajectory:
     return SearchedTrajectory(**{**{k: record[k] for k in fields if k in record}, "timesteps": timesteps})
 
 
-__all__ = ["FORMAT", "SearchedTrajectory", "read_trajectory_file", "write_trajectory_file"]
+__all__ = ["FORMAT", "SearchedTrajectory", "read_trajectory_file", "resolve_trajectory_file", "trajectory_file_name",
+           "write_trajectory_file"]
