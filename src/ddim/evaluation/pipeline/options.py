@@ -48,7 +48,8 @@ FID_METRICS = ("fid", "kid", "isc", "prc")
 
 @dataclass
 class FidOptions:
-    """The Fréchet distance and KID (`fid.*`). extractor=auto: our digits classifier's second conv block on digits
+    """The Fréchet distance, its error bars, the metrics beside it (KID, Inception Score, precision/recall) and the
+    reference it is measured against (`fid.*`). extractor=auto: our digits classifier's second conv block on digits
     (fd_digits_conv; digits-classifier is its 64-d penultimate layer, fd_digits), torch-fidelity's Inception-v3 (FID)
     on everything else."""
 
