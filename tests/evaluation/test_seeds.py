@@ -103,3 +103,12 @@ def test_differences_render_with_their_verdict():
     md = format_table([ok_cell(10, 0.0, 13.0), ok_cell(10, 1.0, 16.41)], comparisons=records)
     assert md.rstrip().endswith("the 95 % interval of the difference excludes 0. With several seeds: the mean "
                                 "difference over seeds, its interval from the seed-averaged resamples.")
+
+
+def test_a_searched_trajectory_is_compared_with_each_fixed_spacing_of_its_method_and_nfe():
+    cells = [ok_cell(5, 0.0, 21.2, skip="quad"), ok_cell(5, 0.0, 16.6, skip="searched"),
+             ok_cell(5, 0.0, 26.7, skip="uniform"), ok_cell(5, 0.0, 12.8, skip="quad", method="dpmpp_2m"),
+             ok_cell(10, 0.0, 12.3, skip="quad")]  # no searched cell at NFE 10: nothing to compare there
+    found = [c for c in paper_comparisons(cells) if c.kind == "trajectory"]
+    assert [c.label for c in found] == ["NFE=5 (ddim): searched − quad", "NFE=5 (ddim): searched − uniform"]
+    assert [(a["value"], b["value"]) for a, b in found[0].pairs] == [(16.6, 21.2)]

@@ -1,5 +1,6 @@
 """The differences the paper draws, and whether a sweep resolves them: η = 0 against η = 1 at each S (DDIM against
-DDPM-like sampling), and each η = 0 solver against ddim at each NFE. This module picks the pairs of cells (same
+DDPM-like sampling), each η = 0 solver against ddim at each NFE, and a searched τ against each fixed spacing of the
+same method and NFE. This module picks the pairs of cells (same
 seed, same N, so the same bootstrap resamples apply to both) and renders the differences the pipeline computed from
 their resamples (pipeline/intervals.py): a line each in results.md, a row each in comparisons.csv."""
 
@@ -21,8 +22,8 @@ CSV_FIELDS = ["comparison", "kind", "skip", "steps", "nfe", "first", "second", "
 
 @dataclass
 class Comparison:
-    """One difference first − second at one S (kind "eta") or NFE (kind "method"), with the pairs of cells that
-    measure it, one per seed (and N) both sides ran."""
+    """One difference first − second at one S (kind "eta") or NFE (kind "method": two methods; "trajectory": two
+    trajectories of `method`), with the pairs of cells that measure it, one per seed (and N) both sides ran."""
 
     kind: str
     first: str
@@ -31,11 +32,13 @@ class Comparison:
     steps: int | None = None
     nfe: int | None = None
     pairs: list[tuple[Cell, Cell]] = field(default_factory=list)
+    method: str = ""  # kind "trajectory": the method both cells sample with
 
     @property
     def label(self) -> str:
         where = f"S={self.steps}" if self.kind == "eta" else f"NFE={self.nfe}"
-        return where + (f" ({self.skip})" if self.skip else "") + f": {self.first} − {self.second}"
+        qualifier = self.method if self.kind == "trajectory" else self.skip
+        return where + (f" ({qualifier})" if qualifier else "") + f": {self.first} − {self.second}"
 
 
 def _pair_key(cell: Cell) -> tuple[Any, Any]:
@@ -72,6 +75,23 @@ def paper_comparisons(cells: Sequence[Cell]) -> list[Comparison]:
             pairs = _paired([c for c in here if cell_method(c) == method], base)
             if pairs:
                 found.append(Comparison("method", method, DDIM, skip, nfe=nfe, pairs=pairs))
+    found += _trajectory_comparisons(solvers)
+    return found
+
+
+SEARCHED = "searched"  # sampler.skip of a τ from python -m ddim.trajectory_search
+
+
+def _trajectory_comparisons(cells: Sequence[Cell]) -> list[Comparison]:
+    """searched − each fixed spacing, for every method and NFE with a searched cell."""
+    found = []
+    for method, nfe in sorted({(cell_method(c), cell_nfe(c)) for c in cells if c.get("skip") == SEARCHED}):
+        here = [c for c in cells if cell_method(c) == method and cell_nfe(c) == nfe]
+        searched = [c for c in here if c.get("skip") == SEARCHED]
+        for skip in sorted({str(c.get("skip")) for c in here} - {SEARCHED}):
+            pairs = _paired(searched, [c for c in here if str(c.get("skip")) == skip])
+            if pairs:
+                found.append(Comparison("trajectory", SEARCHED, skip, "", nfe=nfe, pairs=pairs, method=method))
     return found
 
 
