@@ -1,5 +1,6 @@
-"""A test-only callback for train.py under sbatch (`+callbacks.probe._target_=tests.cluster.probes.NodeProbe`): it
-records where each rank ran, and holds the first run of the job back so that a signal lands mid-run."""
+"""Test-only callbacks for jobs on the test SLURM: for train.py (`+callbacks.probe._target_=tests.cluster.probes.
+NodeProbe`) where each rank ran, and for a sweep's cells (`+hydra.callbacks.hold._target_=tests.cluster.probes.
+HoldFirstRun`); both hold the first run of the job back, so that a signal lands mid-run whatever the machine's speed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from hydra.experimental.callback import Callback as HydraCallback
+
+from ..e2e.kill_points import pause_before_rename
 
 
 class NodeProbe(L.Callback):
@@ -34,3 +38,15 @@ class NodeProbe(L.Callback):
         if trainer.global_step >= self.mark_step and trainer.is_global_zero:
             (self.out_dir / "running").touch()
         time.sleep(self.seconds)
+
+
+class HoldFirstRun(HydraCallback):
+    """In a cell's job (on_job_start runs there), the first run only: holds the process as it renames its first
+    chunk file, until a signal ends it (the time limit's USR2); a requeued run goes through."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        if int(os.environ.get("SLURM_RESTART_COUNT", "0")) == 0:
+            pause_before_rename(lambda name: name.endswith(".npz") and not name.startswith("."), self.marker)

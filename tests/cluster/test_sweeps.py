@@ -84,9 +84,12 @@ def test_a_2x2_sweep_is_one_job_array_and_a_preempted_cell_makes_each_image_once
     assert set(found) == {(20, 0), (200, 0), (20, 1), (200, 1)}
     assert all(c["status"] == "ok" for c in found.values()), found
     assert all(chunk_indices(sweep / d) == list(range(NUM_SAMPLES)) for d in "0123")
-    # one array of 4 tasks, each cell in its own
+    # one array of 4 tasks, each cell in its own, submitted with the requeue and the signal of slurm.yaml
     jobs = {slurm_job_id(sweep / d) for d in "0123"}
-    assert len({j.split("_")[0] for j in jobs}) == 1 and {j.split("_")[1] for j in jobs} == set("0123")
+    (array,) = {j.split("_")[0] for j in jobs}
+    assert {j.split("_")[1] for j in jobs} == set("0123")
+    submitted = set((sweep / ".submitit" / array / f"{array}_submission.sh").read_text().splitlines())
+    assert {"#SBATCH --array=0-3%4", "#SBATCH --requeue", "#SBATCH --signal=USR2@120"} <= submitted
     table = (sweep / "results.md").read_text()
     assert "| 20 " in table and "| 200 " in table and "failed" not in table
 
@@ -111,18 +114,20 @@ def test_a_cell_killed_outright_is_failed_in_the_table_and_the_sweep_ends(checkp
 @pytest.mark.slow
 def test_a_cell_past_its_time_limit_is_requeued_and_finishes(checkpoint, idle, tmp_path):
     """SLURM's shortest limit is a minute and it looks every ~30 s: this one takes 60-90 s."""
-    sweep = tmp_path / "sweep"
-    # USR2 50 s before the 1-minute limit, at SLURM's first look after 10 s: submitit requeues the job, which goes
-    # on from its chunks; each run makes a few of them before its signal, within max_num_timeout runs
-    launching = sweep_popen(checkpoint, sweep, "sampler.steps=200", "sampler.eta=0",
-                            "hydra.launcher.signal_delay_s=50", "hydra.launcher.max_num_timeout=10", timeout_min=1)
+    sweep, held = tmp_path / "sweep", tmp_path / "held"
+    # USR2 50 s before the 1-minute limit, at SLURM's first look after 10 s; the first run is held after its first
+    # chunk until then (HoldFirstRun). submitit calls it a time-out and requeues; the rerun goes on from the chunk
+    launching = sweep_popen(checkpoint, sweep, "sampler.steps=20", "sampler.eta=0", "hydra.launcher.signal_delay_s=50",
+                            "+hydra.callbacks.hold._target_=tests.cluster.probes.HoldFirstRun",
+                            f"+hydra.callbacks.hold.marker={held}", timeout_min=1)
     output, _ = launching.communicate(timeout=600)
     assert launching.returncode == 0, output[-4000:]
     cell = sweep / "0"
     job = slurm_job_id(cell)
-    log = next((sweep / ".submitit").glob(f"{job}/*_0_log.err")).read_text()
+    log = (sweep / ".submitit" / job / f"{job}_0_log.out").read_text()
     restarts = int(idle.job(job)["Restarts"])
     print(f"time-limited cell {job}: requeued {restarts} time(s)")
-    assert "timed-out" in log and restarts >= 1, log[-3000:]
+    assert held.exists() and "this job is timed-out" in log and "remaining timeouts" in log, log[-3000:]
+    assert restarts == 1
     assert chunk_indices(cell) == list(range(NUM_SAMPLES))
-    assert cells(sweep)[(200, 0)]["status"] == "ok"
+    assert cells(sweep)[(20, 0)]["status"] == "ok"

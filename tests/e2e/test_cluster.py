@@ -1,6 +1,7 @@
-"""The cluster path on this machine: the SLURM launcher's configs and the sbatch file it submits, a sweep whose
-cells run as separate processes through submitit's local executor (one preempted and requeued on the way), and
-SIGTERM'd cells that resume without making any image twice."""
+"""The cluster path without a cluster: the SLURM launcher's configs and the GPU sbatch file of a 25-cell sweep (a
+stand-in sbatch: the test SLURM has no GPUs), hydra/launcher=local's cells as separate processes (one preempted and
+requeued on the way), and SIGTERM'd cells that resume without making any image twice. Real jobs, preemption, time
+limits and two-node training run on a real SLURM in tests/cluster/."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
-"""End to end: the real config, shrunk; train, look at the files, resume, and a run stopped by SLURM's requeue
-signal that continues when run again (DDP: test_ddp_randomness.py; SIGTERM and exact resume: test_resume_exact.py)."""
+"""End to end: the real config, shrunk; train, look at the files, resume (DDP: test_ddp_randomness.py; SIGTERM and
+exact resume: test_resume_exact.py; SLURM's requeue on SIGUSR1, on two nodes: tests/cluster/test_training.py)."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -17,7 +15,7 @@ from ddim.training.callbacks import CheckpointOnInterrupt
 from ddim.training.cli import EXIT_BAD_INPUT, run_train
 from ddim.training.train import train
 
-from ..helpers import ROOT, TINY_MODEL, TINY_TRAIN, compose_config, tiny_train_config, wait_for_file
+from ..helpers import ROOT, TINY_TRAIN, compose_config, tiny_train_config
 
 
 @pytest.mark.slow
@@ -107,62 +105,6 @@ def train_popen(*overrides: str, env: dict[str, str] | None = None) -> subproces
     return subprocess.Popen([sys.executable, "train.py", *overrides], cwd=ROOT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-
-def long_run(run_dir, *extra: str) -> list[str]:
-    """A tiny model that would train for long in a fixed run dir; a sample grid at step 2 says it is under way
-    (no periodic checkpoint, so what the rerun finds was written by the interruption)."""
-    return [*TINY_MODEL, "logger=csv", "trainer.accelerator=cpu", "trainer.max_steps=100000", "dataset.batch_size=16",
-            "module.warmup_steps=2", "callbacks.checkpoint.every_n_train_steps=100000", "callbacks.sample_grid.every_n_steps=2",
-            "callbacks.sample_grid.num_samples=4", "callbacks.sample_grid.steps=5", f"hydra.run.dir={run_dir}", *extra]
-
-
-def finish_from(run_dir, step: int, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """The same command again, into the same run dir, now told to stop two steps after `step`."""
-    done = subprocess.run([sys.executable, "train.py", *long_run(run_dir, f"trainer.max_steps={step + 2}", *extra)],
-                          cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    # the step count, the EMA and Adam all went on from the saved state
-    assert ckpt["global_step"] == step + 2 and int(ckpt["state_dict"]["ema.n_averaged"]) == step + 2
-    assert ckpt["optimizer_states"][0]["state"][0]["step"].item() == step + 2
-    return done
-
-
-@pytest.mark.slow
-def test_slurm_auto_requeue_saves_an_hpc_checkpoint_requeues_and_the_requeued_job_resumes(tmp_path):
-    """trainer=ddp_multinode under a stand-in SLURM (one node, one CPU task): SIGUSR1 makes Lightning save
-    hpc_ckpt_1.ckpt at the next step boundary and call `scontrol requeue`; the job stops, and its rerun continues."""
-    bin_dir, requeues = tmp_path / "bin", tmp_path / "scontrol.log"
-    bin_dir.mkdir()
-    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {requeues}\n')
-    (bin_dir / "scontrol").chmod(0o755)
-    slurm = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SLURM_JOB_ID": "777", "SLURM_JOB_NAME": "ddim",
-             "SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_NNODES": "1", "SLURM_NODELIST": "localhost",
-             "SLURM_PROCID": "0", "SLURM_LOCALID": "0", "SLURM_NODEID": "0", "MASTER_ADDR": "127.0.0.1",
-             "MASTER_PORT": str(20000 + os.getpid() % 20000)}
-    run_dir = tmp_path / "run"
-    cpu = ["trainer=ddp_multinode", "trainer.accelerator=cpu", "trainer.devices=1", "trainer.num_nodes=1",
-           "trainer.precision=32-true"]
-    first = train_popen(*long_run(run_dir, *cpu), env=slurm)
-    wait_for_file(run_dir / "samples" / "step_0000002.png", first)
-    first.send_signal(signal.SIGUSR1)
-    output, _ = first.communicate(timeout=300)  # saved, requeued, and stopped at the next step boundary
-    assert first.returncode == 128 + signal.SIGTERM, output[-3000:]
-    assert "stopped by SLURM's requeue signal at step" in output and "hpc_ckpt_1.ckpt" in output
-    assert requeues.read_text().split() == ["requeue", "777"]
-    saved = torch.load(run_dir / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=True)
-    step = saved["global_step"]
-    assert step >= 2
-    # a whole step: the counters agree (saved inside the signal handler they could be one apart)
-    assert int(saved["state_dict"]["ema.n_averaged"]) == step
-    assert saved["optimizer_states"][0]["state"][0]["step"].item() == step
-
-    # Lightning's ModelCheckpoint also writes last.ckpt as fit stops, of the same step: the rerun takes the newer
-    others = [torch.load(p, map_location="cpu", weights_only=True) for p in run_dir.rglob("*.ckpt")]
-    assert {c["global_step"] for c in others} == {step}
-    done = finish_from(run_dir, step, *cpu, env=slurm)
-    assert f"resuming from {run_dir}" in done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("sigterm,exception,saved", [
