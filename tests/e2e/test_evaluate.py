@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from ddim.diffusion import NoiseSchedule, make_timesteps
 from ddim.evaluation.pipeline import cell as cell_module
 from ddim.evaluation.pipeline.cell import run_cell
 from ddim.evaluation.pipeline.options import GROUPS
@@ -47,8 +48,6 @@ def test_image_i_does_not_depend_on_batch_size():
     torch.manual_seed(0)
     model = UNet(in_channels=1, out_ch=1, ch=32, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,),
                  dropout=0.0, resolution=8).eval()
-    from ddim.diffusion import NoiseSchedule
-
     schedule, settings = NoiseSchedule.linear(), SamplerSettings(5, eta=1.0)
     together = generate(model, schedule, settings, range(6), seed=3, shape=(1, 8, 8))
     split = torch.cat([generate(model, schedule, settings, [i], seed=3, shape=(1, 8, 8)) for i in range(6)])
@@ -128,6 +127,16 @@ def test_method_cell_records_method_true_nfe_and_its_own_images(checkpoint, tmp_
     assert heun["recon_mse"] is not None and heun["value"] != ddim["value"]
     assert plan_for(checkpoint, tmp_path).work_dir("features") != plan_for(
         checkpoint, tmp_path, sampler=SamplerSettings(3, 0.0, method="heun")).work_dir("features")
+
+
+@pytest.mark.slow  # two cells, ~6 s
+def test_a_cell_records_its_exact_trajectory_and_explicit_timesteps_score_as_the_same_spacing(checkpoint, tmp_path):
+    named = run_cell(plan_for(checkpoint, tmp_path / "edm", sampler=SamplerSettings(4, 0.0, "edm")))
+    edm = make_timesteps(1000, 4, "edm", NoiseSchedule.linear().alphas_cumprod)
+    assert named["timesteps"] == edm and named["nfe"] == 4
+    given = run_cell(plan_for(checkpoint, tmp_path / "given", sampler=SamplerSettings(timesteps=named["timesteps"])))
+    assert (given["timesteps"], given["skip"], given["steps"]) == (named["timesteps"], "timesteps", 4)
+    assert given["value"] == pytest.approx(named["value"], rel=1e-6)
 
 
 def test_isc_and_prc_cells_store_logits_and_leave_the_fd_as_it_was(checkpoint, tmp_path):
