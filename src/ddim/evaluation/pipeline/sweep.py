@@ -83,7 +83,10 @@ def make_figures(config: DictConfig, cells: list[dict[str, Any]], sweep_dir: Pat
     finished = [c for c in cells if c.get("status") == "ok"]
     if not finished:
         return []
-    plan = plan_from_config(config, str(sweep_dir))
+    # the figures walk named spacings at each S of the sweep; the sweep config's own τ (a searched file for its
+    # default S, say) is not theirs to read
+    named = OmegaConf.merge(config, {"sampler": {"skip": "uniform", "timesteps": None, "trajectory_file": None}})
+    plan = plan_from_config(named, str(sweep_dir))
     device = torch.device(plan.fabric.main_device())
     model, schedule, _ = load_model(plan, device)
     shape = image_shape(model)
