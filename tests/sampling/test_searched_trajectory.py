@@ -1,6 +1,8 @@
 """The searched-trajectory file: written and read back whole, a bad one refused in one line, read by
 sampler.skip=searched (a file or a folder of them), and written by python -m ddim.trajectory_search's task."""
 
+import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from ddim.diffusion import NoiseSchedule
 from ddim.errors import InputError, MissingInputError
 from ddim.models import UNet
 from ddim.sampling import SamplerSettings, generate
+from ddim.sampling.search import other_model_warning
 from ddim.sampling.trajectory_file import SearchedTrajectory, read_trajectory_file, write_trajectory_file
 from ddim.trajectory_search import run_search
 
@@ -85,3 +88,15 @@ def test_the_search_task_writes_a_file_that_a_searched_cell_samples_with(tmp_pat
     model = net.eval().requires_grad_(False)
     torch.testing.assert_close(generate(model, NoiseSchedule.linear(), searched, range(2), 0, (1, 32, 32)),
                                generate(model, NoiseSchedule.linear(), given, range(2), 0, (1, 32, 32)))
+
+
+def test_a_trajectory_searched_on_another_checkpoint_is_named_in_a_warning(tmp_path):
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(b"weights")
+    digest = hashlib.sha256(b"weights").hexdigest()[:16]
+    for model_hash, expected in ((digest, None), ("0" * 16, f"hash {'0' * 16}, not this checkpoint ({digest})")):
+        write_trajectory_file(tmp_path / "dpmpp_2m_S4.json", dataclasses.replace(FOUND, model_hash=model_hash))
+        settings = SamplerSettings(4, skip="searched", method="dpmpp_2m", trajectory_file=str(tmp_path))
+        warning = other_model_warning(settings, ckpt)
+        assert warning is None if expected is None else expected in warning
+    assert other_model_warning(SamplerSettings(4, skip="quad"), ckpt) is None

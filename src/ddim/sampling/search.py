@@ -60,6 +60,19 @@ def file_digest(path: str | Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def other_model_warning(settings, ckpt: str | Path) -> str | None:
+    """A line to log where a searched τ was searched on another checkpoint than `ckpt` (by file hash), else None.
+    Not an error: a τ searched on one model may be tried on another on purpose."""
+    found = settings.searched
+    if found is None or not Path(ckpt).exists():
+        return None
+    digest = file_digest(ckpt)
+    if digest == found.model_hash:
+        return None
+    return (f"sampler.trajectory_file's τ was searched on a model with hash {found.model_hash}, not this checkpoint "
+            f"({digest}): it is sampled with as it stands")
+
+
 def search(model, schedule: NoiseSchedule, shape: tuple[int, ...], method: str, steps: int, options: SearchOptions,
            model_hash: str, device: torch.device | str = "cpu",
            compare: tuple[str, ...] = ("uniform", "quad", "logsnr", "edm")) -> SearchedTrajectory:
@@ -87,4 +100,4 @@ def search(model, schedule: NoiseSchedule, shape: tuple[int, ...], method: str, 
     return SearchedTrajectory(timesteps, method, model_hash, round(cost, 6), teacher.nfe, round(seconds, 3), details)
 
 
-__all__ = ["SearchOptions", "file_digest", "search", "teacher_grid"]
+__all__ = ["SearchOptions", "file_digest", "other_model_warning", "search", "teacher_grid"]

@@ -120,6 +120,11 @@ class SamplerSettings:
             raise InputError(f"sampler.{error}") from None
 
     @property
+    def searched(self) -> SearchedTrajectory | None:
+        """The searched trajectory file's record with skip=searched, else None."""
+        return self._searched
+
+    @property
     def given_timesteps(self) -> list[int] | None:
         """τ where it is data (sampler.timesteps, or a searched file's) rather than a named spacing."""
         if self.skip == EXPLICIT:

@@ -22,6 +22,7 @@ from ddim.diffusion.prediction import as_eps_model
 from ddim.errors import InputError
 from ddim.models import DEFAULT_SCHEDULE, read_checkpoint
 from ddim.sampling import fast_model, generate, reconstruct, to_uint8
+from ddim.sampling.search import other_model_warning
 from ddim.utils import atomic_write_text, exclusive_lock, lock_holder
 
 from ..metrics.features import build_feature_extractor, metric_name
@@ -174,6 +175,9 @@ def _evaluate_unlocked(plan: CellPlan) -> dict[str, Any]:
     # everything that can be wrong is found here, before any sampling
     model, schedule, _ = load_model(plan)
     plan.sampler.validate(schedule)
+    mismatch = other_model_warning(plan.sampler, plan.ckpt)
+    if mismatch:
+        log.warning(mismatch)
     shape = image_shape(model)
     if plan.dataset.get("resolution") != shape[1]:
         raise InputError(f"dataset resolution {plan.dataset.get('resolution')} does not match the model's {shape[1]}")
