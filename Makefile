@@ -47,7 +47,7 @@ demo: install
 	$(PY) evaluate.py sweep=demo_sweep ckpt=$(DEMO)/train/checkpoints/last.ckpt hydra.sweep.dir=$(DEMO)
 	$(PY) evaluate.py sweep=demo_methods sampler.method=ddim,dpmpp_2m eval.recon_samples=0 \
 		ckpt=$(DEMO)/train/checkpoints/last.ckpt hydra.sweep.dir=$(DEMO)/methods
-	# τ searched for this model (docs/samplers.md), then its cells beside quad's in the same table
+# τ searched for this model (docs/samplers.md), then its cells beside quad's in the same table
 	$(PY) -m ddim.trajectory_search -m sampler.method=ddim,dpmpp_2m sampler.steps=5,10 \
 		ckpt=$(DEMO)/train/checkpoints/last.ckpt hydra.sweep.dir=$(DEMO)/search
 	$(PY) evaluate.py sweep=demo_methods sampler.method=ddim,dpmpp_2m sampler.steps=5,10 sampler.skip=searched \
