@@ -15,8 +15,10 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q -e '.[dev]' $(TORCH)
 	touch $@
 
+# One pytest worker per core (most tests run one CPU thread, or wait on a subprocess that does); WORKERS=0 runs serially
+WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup
 
 # The fast tests (-m "not slow") against the lowest versions pyproject.toml allows, in $(LOWEST) (git-ignored): uv
 # resolves each direct dependency to its lower bound (--resolution lowest-direct; what they pull in gets the newest
