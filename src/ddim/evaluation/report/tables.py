@@ -146,8 +146,9 @@ def format_method_table(cells: Sequence[Cell], metric: str = "metric") -> str:
              *(entry_text(grid.get(row, m)) for m in grid.columns)]
             for row in grid.rows]
     lines = [f"## {metric} by network evaluations (NFE) and sampler method", "", *markdown_table(header, rows)]
-    lines += ["", "NFE per image: S for ddim, dpmpp_2m, dpm_2s and dpm_3; S + 1 for plms; 2S − 1 for heun "
-                  "(fewer where the quad trajectory repeats indices). See docs/samplers.md."]
+    lines += ["", "NFE per image: S for ddim, dpmpp_2m, dpmpp_2s, dpm_2s and dpm_3; S + 1 for plms; S + 9 for pndm "
+                  "(S ≥ 4); 2S − 1 for heun (S counts the distinct indices of τ: fewer where quad repeats some). "
+                  "See docs/samplers.md."]
     failed = [c for c in method_cells(cells) if c.get("status") == FAILED and not is_eta_cell(c)]
     if failed:
         lines.append("Failed cells:")
