@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 # One pytest worker per core (most tests run one CPU thread, or wait on a subprocess that does); WORKERS=0 runs serially
 WORKERS ?= auto
 test: install
-	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadgroup --durations=25
 
 # The fast tests (-m "not slow") against the lowest versions pyproject.toml allows, in $(LOWEST) (git-ignored): uv
 # resolves each direct dependency to its lower bound (--resolution lowest-direct; what they pull in gets the newest
