@@ -87,7 +87,7 @@ def dpmpp_2s_sample(
     τ is walked two intervals per step from the noisy end, as dpm_2s is; the last interval (to ᾱ = 1, where the
     update returns x̂0) is first order, and so is the one before it when the others do not pair up. NFE = S.
     `x0_clip` clips or thresholds each x̂0 before use, as dpmpp_2m's does."""
-    clip = x0_clip or X0Clip()
+    clip = X0Clip.of(x0_clip)
     pairs = timestep_pairs(check_timesteps(timesteps, schedule.T))
     x, k = x_T, 0
     while k < len(pairs):

@@ -58,7 +58,9 @@ class EpsFromPrediction(torch.nn.Module):
         self.register_buffer("alphas_cumprod", schedule.alphas_cumprod.clone(), persistent=False)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        a_t = self.alphas_cumprod.to(x.device)[t].to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+        if self.alphas_cumprod.device != x.device:  # wrapped around a model already moved: follow x once, not per call
+            self.alphas_cumprod = self.alphas_cumprod.to(x.device)
+        a_t = self.alphas_cumprod[t].to(x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
         eps, _ = eps_x0_from_output(self.model(x, t).to(x.dtype), x, a_t, self.prediction)
         return eps
 
@@ -101,8 +103,9 @@ class X0Clip:
 
     @classmethod
     def of(cls, clip: bool | X0Clip | None) -> X0Clip:
-        """A bool as the clip it has always meant (True: clip and recompute ε̂)."""
-        return clip if isinstance(clip, X0Clip) else cls("clip" if clip else "none")
+        """A bool as the clip it has always meant (True: clip and recompute ε̂); one shared instance each, as the
+        steps of a sampling loop ask for it every step."""
+        return clip if isinstance(clip, X0Clip) else (_CLIP if clip else _NO_CLIP)
 
     def apply(self, x_t: torch.Tensor, eps: torch.Tensor, x0: torch.Tensor,
               a_t: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,3 +117,6 @@ class X0Clip:
             a_t = torch.as_tensor(a_t, dtype=x_t.dtype, device=x_t.device)
             eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
         return eps, x0
+
+
+_NO_CLIP, _CLIP = X0Clip(), X0Clip("clip")

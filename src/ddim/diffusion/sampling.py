@@ -119,7 +119,7 @@ def sample(
     if not 0 <= eta <= 1:  # η > 1 asks for σ² > 1 − ᾱ_prev on some steps: eq. 12's direction term has no real root
         raise ValueError(f"eta={eta!r}; expected a number in [0, 1]")
     timesteps = check_timesteps(timesteps, schedule.T)
-    clip = (variance == "sigma_hat") if clip_denoised is None else clip_denoised
+    clip = X0Clip.of((variance == "sigma_hat") if clip_denoised is None else clip_denoised)
     x = x_T
     for t, t_prev in timestep_pairs(timesteps):
         a_t, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)

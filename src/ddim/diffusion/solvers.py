@@ -95,11 +95,12 @@ def dpmpp_2m_sample(
     (D = x̂0_t, which is DDIM's step), and so is the last, to ᾱ = 1, where it returns x̂0_t. NFE = S.
     `x0_clip` clips or thresholds each x̂0 before use (diffusers' `thresholding=True` of this solver)."""
     pairs = timestep_pairs(check_timesteps(timesteps, schedule.T))
+    clip = X0Clip.of(x0_clip)
     x, x0_before, h_before = x_T, None, None
     for t, t_prev in pairs:
         a_t, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
         eps = _eps(model, x, t)
-        _, x0 = (x0_clip or X0Clip()).apply(x, eps, x0_from_eps(x, a_t, eps), a_t)
+        _, x0 = clip.apply(x, eps, x0_from_eps(x, a_t, eps), a_t)
         if t_prev < 0:
             x_next = x0
         else:
