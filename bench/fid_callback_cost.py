@@ -38,7 +38,7 @@ def main() -> None:
 
     cfg = compose_config("train", Path(tempfile.mkdtemp()), ["experiment=demo_train", "logger=none"])
     module = build_module(cfg).eval()
-    trainer = SimpleNamespace(is_global_zero=True)
+    trainer = SimpleNamespace(is_global_zero=True, strategy=SimpleNamespace(root_device=torch.device("cpu")))
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
           f"thread(s); the demo's U-Net ({sum(p.numel() for p in module.model.parameters()):,} parameters)")
 

@@ -5,6 +5,7 @@ digits run the logged FD falls."""
 from __future__ import annotations
 
 import csv
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -41,6 +42,22 @@ def test_the_callback_is_off_by_default_and_checks_its_values(tmp_path):
         FidDuringTraining(every_n_steps=-1)
     with pytest.raises(InputError, match="eta"):
         FidDuringTraining(every_n_steps=5, eta=-1.0)
+
+
+def test_setup_puts_the_extractor_on_the_device_training_runs_on(monkeypatch):
+    """Lightning calls setup before it moves the module (still on the CPU) to the strategy's root device: the
+    extractor and the reference statistics go where training will run, not where the module is at that moment."""
+    import ddim.evaluation.metrics.features as features
+    import ddim.evaluation.pipeline.reference as reference
+
+    seen = {}
+    monkeypatch.setattr(features, "build_feature_extractor", lambda name, weights, device: seen.setdefault("device", device))
+    monkeypatch.setattr(reference, "training_set_reference", lambda *a, **k: "statistics")
+    trainer = SimpleNamespace(is_global_zero=True, strategy=SimpleNamespace(root_device=torch.device("meta")))
+    module = SimpleNamespace(hparams={"data": {"name": "digits", "resolution": 8}}, device=torch.device("cpu"))
+    callback = FidDuringTraining(every_n_steps=5)
+    callback.setup(trainer, module, "fit")
+    assert seen["device"] == torch.device("meta") and callback.metric == "fd_digits_conv"
 
 
 @pytest.mark.slow

@@ -65,7 +65,8 @@ class FidDuringTraining(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """The extractor and the reference statistics, before the first step: a wrong extractor name or weights file
-        is one line now, not after N steps."""
+        is one line now, not after N steps. On the device training runs on (the strategy's root device: the module
+        is moved there only after setup, so pl_module.device is still the CPU here)."""
         if not self.every_n_steps or stage != "fit" or self._reference is not None:
             return
         from .metrics.features import DIGITS_CONV, INCEPTION, build_feature_extractor, metric_name
@@ -80,8 +81,9 @@ class FidDuringTraining(L.Callback):
         self.metric = metric_name(name)
         if not trainer.is_global_zero:
             return
-        with rng_untouched(pl_module.device):
-            self._extractor = build_feature_extractor(name, self.weights, pl_module.device)
+        device = trainer.strategy.root_device
+        with rng_untouched(device):
+            self._extractor = build_feature_extractor(name, self.weights, device)
             self._reference = training_set_reference(data, self._extractor, name, self.cache_dir, self.batch_size)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
