@@ -52,12 +52,13 @@ def test_setup_puts_the_extractor_on_the_device_training_runs_on(monkeypatch):
 
     seen = {}
     monkeypatch.setattr(features, "build_feature_extractor", lambda name, weights, device: seen.setdefault("device", device))
-    monkeypatch.setattr(reference, "training_set_reference", lambda *a, **k: "statistics")
+    monkeypatch.setattr(reference, "training_set_reference", lambda *a, **k: SimpleNamespace(mu="mu", sigma="sigma"))
     trainer = SimpleNamespace(is_global_zero=True, strategy=SimpleNamespace(root_device=torch.device("meta")))
     module = SimpleNamespace(hparams={"data": {"name": "digits", "resolution": 8}}, device=torch.device("cpu"))
     callback = FidDuringTraining(every_n_steps=5)
     callback.setup(trainer, module, "fit")
     assert seen["device"] == torch.device("meta") and callback.metric == "fd_digits_conv"
+    assert callback._reference == ("mu", "sigma")  # the moments only, not the cache's features
 
 
 @pytest.mark.slow
