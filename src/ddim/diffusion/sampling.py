@@ -28,6 +28,14 @@ class SampleStep(NamedTuple):
     x0_pred: torch.Tensor
 
 
+Callback = Callable[[SampleStep], None] | None
+
+
+def _eps(model: EpsModel, x: torch.Tensor, t: int) -> torch.Tensor:
+    """ε̂ at network index t for the whole batch, in x's dtype (a bf16 network's output comes back in x's)."""
+    return model(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)).to(x.dtype)
+
+
 def ddim_sigma(a_t: float | torch.Tensor, a_prev: float | torch.Tensor, eta: float) -> float | torch.Tensor:
     """σ_t(η) of eq. 16: η · √((1 − ᾱ_prev)/(1 − ᾱ_t)) · √(1 − ᾱ_t/ᾱ_prev)."""
     if eta == 0:
@@ -109,7 +117,7 @@ def sample(
     variance: str = "eta",
     generator: Generator = None,
     clip_denoised: bool | X0Clip | None = None,
-    callback: Callable[[SampleStep], None] | None = None,
+    callback: Callback = None,
 ) -> torch.Tensor:
     """x_0 from x_T by walking τ backwards: eq. 12 with σ(η) (variance="eta") or DDPM's σ̂ step
     (variance="sigma_hat"). `timesteps` is τ, increasing network indices (make_timesteps builds the named ones).
@@ -123,7 +131,7 @@ def sample(
     x = x_T
     for t, t_prev in timestep_pairs(timesteps):
         a_t, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
-        eps = model(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)).to(x.dtype)
+        eps = _eps(model, x, t)
         if variance == "eta":
             stochastic = eta > 0 and t_prev >= 0
             noise = randn_like(x, generator) if stochastic else None
@@ -141,7 +149,7 @@ def encode(
     x_0: torch.Tensor,
     schedule: NoiseSchedule,
     timesteps: Sequence[int],
-    callback: Callable[[SampleStep], None] | None = None,
+    callback: Callback = None,
 ) -> torch.Tensor:
     """x_T from x_0 (Section 4.3): Euler steps of the η = 0 ODE run forwards along τ, from each index p to the
     next t with ε̂ evaluated at p (at index 0 for the first step, which starts from x_0 where ᾱ = 1)."""
@@ -149,8 +157,7 @@ def encode(
     x = x_0
     for t, t_prev in reversed(timestep_pairs(timesteps)):
         a_prev, a_t = schedule.alpha_bar(t_prev), schedule.alpha_bar(t)
-        index = torch.full((x.shape[0],), max(t_prev, 0), device=x.device, dtype=torch.long)
-        eps = model(x, index).to(x.dtype)
+        eps = _eps(model, x, max(t_prev, 0))
         # the η = 0 update is symmetric in its two ends: going from ᾱ_prev to ᾱ_t is the same formula
         x, x0 = _ddim_step(x, eps, a_prev, a_t, 0.0, None, False)
         if callback is not None:

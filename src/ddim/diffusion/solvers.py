@@ -1,5 +1,6 @@
 """Higher-order solvers for the η = 0 (probability-flow) ODE, on the same ε-model, trajectories τ and (t, t_prev)
-pairs as `sample`: PNDM's PLMS, DPM-Solver++(2M), DPM-Solver-2 and -3 (single-step) and Heun.
+pairs as `sample`: DPM-Solver-2 and -3 (single-step) and Heun here, PNDM's PLMS and PNDM, DPM-Solver++(2M) and (2S)
+in pndm_dpmpp.py; the SOLVERS registry of them all.
 
 Each sampler takes (model, x_T, schedule, timesteps, *, callback=None), τ ready-made (make_timesteps builds the
 named spacings), so a call that names callback works for `sample` too (where eta comes fifth), and calls `callback`
@@ -23,95 +24,10 @@ from typing import NamedTuple
 
 import torch
 
-from .pndm_dpmpp import dpmpp_2s_sample, pndm_nfe, pndm_sample
-from .prediction import X0Clip
-from .sampling import EpsModel, SampleStep, _ddim_step, encode, sample
+from .pndm_dpmpp import _lambda, dpmpp_2m_sample, dpmpp_2s_sample, plms_sample, pndm_nfe, pndm_sample
+from .sampling import Callback, EpsModel, SampleStep, _ddim_step, _eps, encode, sample
 from .schedule import NoiseSchedule, x0_from_eps
 from .trajectory import check_timesteps, make_timesteps, timestep_pairs
-
-Callback = Callable[[SampleStep], None] | None
-
-# Adams–Bashforth weights on ε̂ for 1..4 stored evaluations, newest first (PNDM eq. 12 uses the 4-step row)
-_ADAMS_BASHFORTH = {
-    1: (1.0,), 2: (3 / 2, -1 / 2), 3: (23 / 12, -16 / 12, 5 / 12), 4: (55 / 24, -59 / 24, 37 / 24, -9 / 24),
-}
-
-
-def _eps(model: EpsModel, x: torch.Tensor, t: int) -> torch.Tensor:
-    return model(x, torch.full((x.shape[0],), t, device=x.device, dtype=torch.long)).to(x.dtype)
-
-
-def _lambda(a: float) -> float:
-    """λ = log(√ᾱ/√(1 − ᾱ)); +∞ at ᾱ = 1."""
-    return math.inf if a >= 1.0 else 0.5 * (math.log(a) - math.log1p(-a))
-
-
-def plms_sample(
-    model: EpsModel,
-    x_T: torch.Tensor,
-    schedule: NoiseSchedule,
-    timesteps: Sequence[int],
-    *,
-    callback: Callback = None,
-) -> torch.Tensor:
-    """PNDM's pseudo linear multistep (Liu et al. 2022, eq. 11–12): DDIM's transfer φ (eq. 9) fed the
-    4-step Adams–Bashforth combination of the stored ε̂ (55, −59, 37, −9)/24.
-
-    Warm-up: diffusers' PLMS-only start (`PNDMScheduler(skip_prk_steps=True)`), not PNDM's pseudo Runge–Kutta
-    (which costs 4 evaluations on each of 3 steps). The first interval is an improved-Euler step — φ with ε̂ at
-    x_T, then φ again from x_T with the mean of that ε̂ and one at the trial point, whose ε̂ is then discarded —
-    and the next intervals use the 2- and 3-step Adams–Bashforth rows until four ε̂ are stored. NFE = S + 1
-    (S = 1: a plain DDIM step, NFE 1). The weights assume equal steps in t: on a non-uniform τ they are applied
-    as they stand, as PNDM does."""
-    pairs = timestep_pairs(check_timesteps(timesteps, schedule.T))
-    x, history = x_T, []
-    for k, (t, t_prev) in enumerate(pairs):
-        a_t, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
-        eps = _eps(model, x, t)
-        if k == 0 and len(pairs) > 1:
-            trial, _ = _ddim_step(x, eps, a_t, a_prev, 0.0, None, False)
-            eps_used = (eps + _eps(model, trial, t_prev)) / 2
-            history = [eps]
-        else:
-            history = [*history[-3:], eps]
-            eps_used = sum(w * e for w, e in zip(_ADAMS_BASHFORTH[len(history)], reversed(history)))
-        x, x0 = _ddim_step(x, eps_used, a_t, a_prev, 0.0, None, False)
-        if callback is not None:
-            callback(SampleStep(t, t_prev, x, x0))
-    return x
-
-
-def dpmpp_2m_sample(
-    model: EpsModel,
-    x_T: torch.Tensor,
-    schedule: NoiseSchedule,
-    timesteps: Sequence[int],
-    *,
-    callback: Callback = None,
-    x0_clip: X0Clip | None = None,
-) -> torch.Tensor:
-    """DPM-Solver++(2M) (Lu et al. 2022b, Algorithm 2): x_p = (σ_p/σ_t) x_t − α_p (e^{−h} − 1) D, with
-    D = (1 + 1/2r) x̂0_t − (1/2r) x̂0_prev, h = λ_p − λ_t, r = h_prev/h. The first step is first order
-    (D = x̂0_t, which is DDIM's step), and so is the last, to ᾱ = 1, where it returns x̂0_t. NFE = S.
-    `x0_clip` clips or thresholds each x̂0 before use (diffusers' `thresholding=True` of this solver)."""
-    pairs = timestep_pairs(check_timesteps(timesteps, schedule.T))
-    clip = X0Clip.of(x0_clip)
-    x, x0_before, h_before = x_T, None, None
-    for t, t_prev in pairs:
-        a_t, a_prev = schedule.alpha_bar(t), schedule.alpha_bar(t_prev)
-        eps = _eps(model, x, t)
-        _, x0 = clip.apply(x, eps, x0_from_eps(x, a_t, eps), a_t)
-        if t_prev < 0:
-            x_next = x0
-        else:
-            h = _lambda(a_prev) - _lambda(a_t)
-            data = x0 if x0_before is None else x0 + (h / (2 * h_before)) * (x0 - x0_before)
-            x_next = math.sqrt((1 - a_prev) / (1 - a_t)) * x + (-math.sqrt(a_prev) * math.expm1(-h)) * data
-            x0_before, h_before = x0, h
-        x = x_next
-        if callback is not None:
-            callback(SampleStep(t, t_prev, x, x0))
-    return x
 
 
 def dpm_2s_sample(
