@@ -14,7 +14,9 @@ from ddim.diffusion.prediction import X0Clip, as_eps_model
 from ddim.diffusion.solvers import SOLVERS
 
 from .gaussian_oracle import GaussianOracle
-from .test_solvers import MEAN, SCHEDULE, STD, _float64_sigmas, _latents, _run_diffusers, diffusers, needs_diffusers
+from .test_solvers import (
+    MEAN, SCHEDULE, STD, _dpm_scheduler, _latents, _pndm_scheduler, _run_diffusers, diffusers, needs_diffusers,
+)
 
 KEEP_EPS = X0Clip("clip", recompute_eps=False)  # diffusers' clip_sample=True with use_clipped_model_output=False
 
@@ -138,10 +140,7 @@ def test_dpm_multistep_full_loops_are_our_state_at_index_0(case, prediction, sta
 def test_pndm_matches_diffusers_pndm_with_runge_kutta(steps):
     """From S = 4 on: diffusers' warm-up takes the last four of S timesteps, which fewer than four do not have
     (with S ≤ 3 ours warms up on every interval but the last)."""
-    scheduler = diffusers.PNDMScheduler(skip_prk_steps=False, set_alpha_to_one=True, timestep_spacing="leading")
-    scheduler.set_timesteps(steps)
-    scheduler.alphas_cumprod = SCHEDULE.alphas_cumprod.clone()
-    scheduler.final_alpha_cumprod = torch.tensor(1.0, dtype=torch.float64)
+    scheduler = _pndm_scheduler(steps, skip_prk_steps=False)
     timesteps = make_timesteps(1000, steps, "uniform")
     x_T = _latents(16, 3, seed=11)
     calls = []
@@ -154,13 +153,9 @@ def test_pndm_matches_diffusers_pndm_with_runge_kutta(steps):
 @needs_diffusers
 @pytest.mark.parametrize("steps,skip", [(2, "uniform"), (9, "uniform"), (10, "uniform"), (7, "quad"), (26, "quad")])
 def test_dpmpp_2s_matches_diffusers_singlestep_defaults(steps, skip):
-    scheduler = diffusers.DPMSolverSinglestepScheduler(
-        algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint", lower_order_final=True,
-        final_sigmas_type="zero", use_karras_sigmas=False, thresholding=False,
-    )
     timesteps = make_timesteps(1000, steps, skip)
-    scheduler.set_timesteps(timesteps=timesteps[::-1])
-    _float64_sigmas(scheduler, 0.0)
+    scheduler = _dpm_scheduler(diffusers.DPMSolverSinglestepScheduler, timesteps, algorithm_type="dpmsolver++",
+                               solver_order=2, solver_type="midpoint", final_sigmas_type="zero")
     x_T = _latents(16, 3, seed=12)
     ours = SOLVERS["dpmpp_2s"].sample(GaussianOracle(SCHEDULE, MEAN, STD), x_T, SCHEDULE, timesteps)
     torch.testing.assert_close(ours, _run_diffusers(scheduler, x_T), rtol=0, atol=1e-12)
@@ -202,11 +197,10 @@ def test_thresholding_in_the_data_prediction_solvers_matches_diffusers(method):
     """thresholding=True on data N(0.2, 2²), where x̂0 leaves [−1, 1] (dpmpp_2m: diffusers rounds to float32)."""
     oracle = GaussianOracle(SCHEDULE, 0.2, 2.0)
     cls = diffusers.DPMSolverMultistepScheduler if method == "dpmpp_2m" else diffusers.DPMSolverSinglestepScheduler
-    scheduler = cls(algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint", lower_order_final=True,
-                    final_sigmas_type="zero", thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=1.5)
     timesteps = make_timesteps(1000, 10, "quad")
-    scheduler.set_timesteps(timesteps=timesteps[::-1])
-    _float64_sigmas(scheduler, 0.0)
+    scheduler = _dpm_scheduler(cls, timesteps, algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint",
+                               final_sigmas_type="zero", thresholding=True, dynamic_thresholding_ratio=0.9,
+                               sample_max_value=1.5)
     x_T = _latents(8, 48, seed=14).reshape(8, 3, 4, 4)
     x = x_T
     for t in scheduler.timesteps:

@@ -200,6 +200,23 @@ def _float64_sigmas(scheduler, last: float) -> None:
     scheduler.sigmas = torch.tensor(values, dtype=torch.float64)
 
 
+def _pndm_scheduler(steps: int, skip_prk_steps: bool):
+    """diffusers' PNDMScheduler on SCHEDULE for S uniform steps ("leading"), ending at ᾱ = 1, in float64."""
+    scheduler = diffusers.PNDMScheduler(skip_prk_steps=skip_prk_steps, set_alpha_to_one=True, timestep_spacing="leading")
+    scheduler.set_timesteps(steps)
+    scheduler.alphas_cumprod = SCHEDULE.alphas_cumprod.clone()
+    scheduler.final_alpha_cumprod = torch.tensor(1.0, dtype=torch.float64)
+    return scheduler
+
+
+def _dpm_scheduler(cls, timesteps: list[int], last_sigma: float = 0.0, **options):
+    """diffusers' DPM-Solver scheduler `cls` walking our τ down, its σ in float64 and ending at `last_sigma`."""
+    scheduler = cls(**{"lower_order_final": True, "use_karras_sigmas": False, "thresholding": False, **options})
+    scheduler.set_timesteps(timesteps=timesteps[::-1])
+    _float64_sigmas(scheduler, last_sigma)
+    return scheduler
+
+
 def _run_diffusers(scheduler, x, keep: int | None = None):
     """The sample after all of diffusers' steps, or after the first `keep` of them."""
     oracle = GaussianOracle(SCHEDULE, MEAN, STD)
@@ -220,10 +237,7 @@ def _ours(method, timesteps, x_T):
 @pytest.mark.parametrize("steps", [2, 5, 10, 20])
 def test_plms_matches_diffusers_pndm_without_runge_kutta(steps):
     """PNDMScheduler steps t → t − T // S (a hidden stride), so only the uniform τ can be compared."""
-    scheduler = diffusers.PNDMScheduler(skip_prk_steps=True, set_alpha_to_one=True, timestep_spacing="leading")
-    scheduler.set_timesteps(steps)
-    scheduler.alphas_cumprod = SCHEDULE.alphas_cumprod.clone()
-    scheduler.final_alpha_cumprod = torch.tensor(1.0, dtype=torch.float64)
+    scheduler = _pndm_scheduler(steps, skip_prk_steps=True)
     timesteps = make_timesteps(1000, steps, "uniform")
     assert sorted(set(scheduler.timesteps.tolist())) == timesteps and len(scheduler.timesteps) == steps + 1
     x_T = _latents(16, 3, seed=4)
@@ -234,13 +248,9 @@ def test_plms_matches_diffusers_pndm_without_runge_kutta(steps):
 @pytest.mark.parametrize("steps,skip", [(10, "uniform"), (20, "uniform"), (7, "quad"), (25, "quad")])
 def test_dpmpp_2m_matches_diffusers_multistep(steps, skip):
     """Agreement is 1e-7, not 1e-15: DPMSolverMultistepScheduler.step rounds x to float32 on every step."""
-    scheduler = diffusers.DPMSolverMultistepScheduler(
-        algorithm_type="dpmsolver++", solver_order=2, solver_type="midpoint", lower_order_final=True,
-        final_sigmas_type="zero", use_karras_sigmas=False, thresholding=False,
-    )
     timesteps = make_timesteps(1000, steps, skip)
-    scheduler.set_timesteps(timesteps=timesteps[::-1])
-    _float64_sigmas(scheduler, 0.0)
+    scheduler = _dpm_scheduler(diffusers.DPMSolverMultistepScheduler, timesteps, algorithm_type="dpmsolver++",
+                               solver_order=2, solver_type="midpoint", final_sigmas_type="zero")
     x_T = _latents(16, 3, seed=5)
     torch.testing.assert_close(_ours("dpmpp_2m", timesteps, x_T)[0], _run_diffusers(scheduler, x_T), rtol=0, atol=1e-6)
 
@@ -253,16 +263,13 @@ def test_singlestep_dpm_matches_diffusers_down_to_index_0(method, order, solver_
     """The noise-prediction DPM-Solver in diffusers cannot step to σ = 0 (final_sigmas_type="zero" is refused),
     so it ends at σ of index 0 instead of ᾱ = 1, and its last step may be of higher order. Both runs pass through
     index 0, where τ starts: compare the states there, then check our last step from it is DDIM's step to x̂0."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # algorithm_type="dpmsolver" is deprecated in favour of ++
-        scheduler = diffusers.DPMSolverSinglestepScheduler(
-            algorithm_type="dpmsolver", solver_order=order, solver_type=solver_type, lower_order_final=True,
-            final_sigmas_type="sigma_min", use_karras_sigmas=False, thresholding=False,
-        )
     timesteps = make_timesteps(1000, steps, skip)
     assert timesteps[0] == 0
-    scheduler.set_timesteps(timesteps=timesteps[::-1])
-    _float64_sigmas(scheduler, _sigma(SCHEDULE, 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # algorithm_type="dpmsolver" is deprecated in favour of ++
+        scheduler = _dpm_scheduler(diffusers.DPMSolverSinglestepScheduler, timesteps, _sigma(SCHEDULE, 0),
+                                   algorithm_type="dpmsolver", solver_order=order, solver_type=solver_type,
+                                   final_sigmas_type="sigma_min")
     x_T = _latents(16, 3, seed=6)
     out, states = _ours(method, timesteps, x_T)
     with warnings.catch_warnings():
