@@ -22,9 +22,6 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from omegaconf import open_dict
 
-from .cell import write_failure
-from .task import cell_settings
-
 log = logging.getLogger(__name__)
 
 POLL_S = 30  # at most this long between two looks at the queue (submitit's own: 10 minutes)
@@ -113,6 +110,11 @@ class QueueAwareSlurmLauncher(submitit_launcher.SlurmLauncher):
     def _failed_cell(self, overrides: list[str], job_num: int, job: Any) -> JobReturn:
         """metrics.json of a cell whose job ended without a result (unless it finished before dying), as its
         JobReturn; the launching side goes on to the next job and the tables."""
+        # here, not at the top: Hydra imports every hydra_plugins module at each app's start, and these bring torch
+        # and Lightning into apps that do not use them
+        from .cell import write_failure
+        from .task import cell_settings
+
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
         with open_dict(cfg.hydra.job):
             cfg.hydra.job.num = job_num
