@@ -51,27 +51,18 @@ def watcher_class() -> type:
             command = self._make_command()
             if command is None:
                 return
+            self._last_status_check = time.time()  # as submitit's: a failed look is tried again after the delay
             try:
                 self._info_dict.update(self.read_info(subprocess.check_output(command, stderr=subprocess.DEVNULL)))
             except (OSError, subprocess.CalledProcessError):
-                self._update_from_squeue()
-            else:
-                self._last_status_check = time.time()
-                self._mark_finished()
-
-        def _update_from_squeue(self) -> None:
-            pending = self._registered - self._finished
-            states = squeue_states({job_id.split("_")[0] for job_id in pending})
-            if states is None:
-                log.warning("squeue failed; the jobs' states are looked at again later")
-                return
-            for job_id in pending:
-                state = states.get(job_id, GONE).split()[0]
-                self._info_dict[job_id] = {"State": "RUNNING" if state in UNFINISHED else state}
-            self._last_status_check = time.time()
-            self._mark_finished()
-
-        def _mark_finished(self) -> None:
+                pending = self._registered - self._finished
+                states = squeue_states({job_id.split("_")[0] for job_id in pending})
+                if states is None:
+                    log.warning("squeue failed; the jobs' states are looked at again later")
+                    return
+                for job_id in pending:
+                    state = states.get(job_id, GONE).split()[0]
+                    self._info_dict[job_id] = {"State": "RUNNING" if state in UNFINISHED else state}
             self._finished |= {j for j in self._registered - self._finished if self.is_done(j, mode="cache")}
 
     return QueueWatcher
