@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -79,3 +80,10 @@ def test_when_squeue_fails_too_the_states_stay_unknown_and_it_asks_again_only_af
     assert not watcher.is_done("7_0") and watcher.get_state("7_0", mode="cache") == "UNKNOWN"
     assert not watcher.is_done("7_0")  # a second look at once: no call (submitit waits a second between looks)
     assert [line.split()[0] for line in calls.read_text().splitlines()] == ["sacct", "squeue"]
+
+
+def test_hydras_plugin_scan_does_not_import_torch():
+    """Hydra imports every hydra_plugins module when any of its apps starts: the launcher's must stay light."""
+    scan = "from hydra.core.plugins import Plugins; import sys; Plugins.instance(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", scan], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["False"], done.stderr[-2000:]
