@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from ddim.evaluation.pipeline.launcher import UNFINISHED
+
 NODES = ("n1", "n2")
 CPUS_PER_NODE = 2  # declared, not real: both nodes share this machine's cores (SlurmdParameters=config_overrides)
 # a pending job is looked at every 2 s instead of 60, and a requeued job may start again 5 s after it ended
@@ -119,8 +121,7 @@ class Cluster:
         return dict(field.split("=", 1) for field in text.split() if "=" in field)
 
     def active(self) -> dict[str, str]:
-        return {j: s for j, s in self.jobs().items() if s in {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING",
-                                                               "REQUEUED", "RESIZING", "SUSPENDED", "PREEMPTED"}}
+        return {j: s for j, s in self.jobs().items() if s in UNFINISHED}
 
     @staticmethod
     def wait(condition, timeout: float, what: str, every: float = 0.2) -> None:
@@ -132,7 +133,9 @@ class Cluster:
 
     def cancel_all(self, timeout: float = 60) -> None:
         """Cancels every job and waits until none is left running (their processes gone with them)."""
-        self.run("scancel", "--full", *self.jobs(), check=False) if self.jobs() else None
+        active = self.active()
+        if active:
+            self.run("scancel", "--full", *active, check=False)
         self.wait(lambda: not self.active(), timeout, "empty queue")
 
     def job_processes(self) -> list[int]:
