@@ -4,7 +4,6 @@ slow: they run real jobs."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -29,17 +28,13 @@ def slurm(tmp_path_factory) -> Cluster:
     if reason:
         pytest.skip(reason)
     cluster = Cluster(tmp_path_factory.mktemp("slurm"))
-    previous = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(cluster.conf)  # for the processes the tests start (evaluate.py submits)
-    try:
-        cluster.start()
-        yield cluster
-    finally:
-        cluster.stop()
-        if previous is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = previous
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLURM_CONF", str(cluster.conf))  # for the processes the tests start (evaluate.py submits)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 @pytest.fixture
