@@ -10,7 +10,6 @@ import signal
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from ..e2e.test_cluster import chunk_indices, evaluate_popen
@@ -111,7 +110,6 @@ def test_a_cell_killed_outright_is_failed_in_the_table_and_the_sweep_ends(checkp
     assert "failed" in (sweep / "results.md").read_text()
 
 
-@pytest.mark.slow
 def test_a_cell_past_its_time_limit_is_requeued_and_finishes(checkpoint, idle, tmp_path):
     """SLURM's shortest limit is a minute and it looks every ~30 s: this one takes 60-90 s."""
     sweep, held = tmp_path / "sweep", tmp_path / "held"
