@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the oracle lives beside the tests that use it
 
 from ddim.diffusion import SOLVERS, NoiseSchedule, make_timesteps  # noqa: E402
-from ddim.diffusion.search import SEARCH_METHODS, run_teacher, search_trajectory  # noqa: E402
+from ddim.diffusion.search import SEARCH_METHODS, jump_costs, run_teacher, search_trajectory  # noqa: E402
 from ddim.sampling.search import SearchOptions, teacher_grid  # noqa: E402
 from tests.diffusion.mixture_oracle import MixtureOracle, reference_ode  # noqa: E402
 
@@ -57,6 +57,7 @@ def main() -> None:
         return float((SOLVERS[method].sample(oracle, x_T, schedule, timesteps) - exact).square().mean().sqrt())
 
     for method in SOLVERS:
+        costs = jump_costs(teacher, schedule, method) if method in SEARCH_METHODS else None  # once for every budget
         rows = {}
         for skip in (*SPACINGS, *(["searched"] if method in SEARCH_METHODS else [])):
             row = {}
@@ -65,7 +66,7 @@ def main() -> None:
                 if steps is None:
                     continue
                 if skip == "searched":
-                    timesteps, _ = search_trajectory(teacher, schedule, method, steps)
+                    timesteps, _ = search_trajectory(teacher, schedule, method, steps, costs)
                 else:
                     timesteps = make_timesteps(schedule.T, steps, skip, schedule.alphas_cumprod)
                 row[budget] = error(method, timesteps)

@@ -182,29 +182,45 @@ def _check_steps(steps: int, G: int) -> None:
         raise ValueError(f"steps={steps!r}; expected 1 to {G} (the teacher grid's nodes)")
 
 
-def search_trajectory(teacher: Teacher, schedule: NoiseSchedule, method: str, steps: int) -> tuple[list[int], float]:
-    """(τ as increasing network indices, its cost) for `method` with `steps` network indices."""
+class JumpCosts(NamedTuple):
+    """Every cost a search for one method reads: start[a], first[i, j] and, for dpmpp_2m, second[k, i, j]."""
+
+    start: torch.Tensor
+    first: torch.Tensor
+    second: torch.Tensor | None
+
+
+def jump_costs(teacher: Teacher, schedule: NoiseSchedule, method: str) -> JumpCosts:
+    """The cost tables of `method` from the teacher: computed once, then searched and priced for any S and τ (the
+    second-order table is G² (G + 1) entries, the bulk of a search's time after the teacher)."""
     if method not in SEARCH_METHODS:
         raise ValueError(f"method {method!r}: the search prices jumps for {', '.join(SEARCH_METHODS)} only")
-    start, first = start_costs(teacher), first_order_costs(teacher, schedule)
+    second = second_order_costs(teacher, schedule) if method == "dpmpp_2m" else None
+    return JumpCosts(start_costs(teacher), first_order_costs(teacher, schedule), second)
+
+
+def search_trajectory(teacher: Teacher, schedule: NoiseSchedule, method: str, steps: int,
+                      costs: JumpCosts | None = None) -> tuple[list[int], float]:
+    """(τ as increasing network indices, its cost) for `method` with `steps` network indices; `costs`: jump_costs'
+    tables where the caller already has them."""
+    start, first, second = costs or jump_costs(teacher, schedule, method)
     if method == "ddim":
         path = best_path(start, first, steps)
     else:
-        path = best_path_with_history(start, first, second_order_costs(teacher, schedule), steps)
+        path = best_path_with_history(start, first, second, steps)
     return sorted(teacher.grid[n] for n in path.nodes), path.cost
 
 
-def path_cost(teacher: Teacher, schedule: NoiseSchedule, method: str, timesteps: Sequence[int]) -> float:
+def path_cost(teacher: Teacher, schedule: NoiseSchedule, method: str, timesteps: Sequence[int],
+              costs: JumpCosts | None = None) -> float:
     """The search's cost of a given τ whose indices all lie on the teacher's grid (e.g. a fixed spacing's, to
-    compare with the searched one)."""
+    compare with the searched one); `costs` as for search_trajectory."""
     position = {t: n for n, t in enumerate(teacher.grid)}
     missing = [t for t in timesteps if t not in position]
     if missing:
         raise ValueError(f"timesteps {missing} are not on the teacher's grid")
     nodes = sorted(position[t] for t in timesteps)
-    start, first = start_costs(teacher), first_order_costs(teacher, schedule)
-    jump = second_order_costs(teacher, schedule) if method == "dpmpp_2m" else None
-    return price_path(start, first, jump, nodes)
+    return price_path(*(costs or jump_costs(teacher, schedule, method)), nodes)
 
 
 def price_path(start: torch.Tensor, first: torch.Tensor, jump: torch.Tensor | None, nodes: Sequence[int]) -> float:

@@ -12,7 +12,9 @@ from pathlib import Path
 import torch
 
 from ddim.diffusion import NoiseSchedule, make_timesteps
-from ddim.diffusion.search import SEARCH_METHODS, TEACHER_METHODS, path_cost, run_teacher, search_trajectory
+from ddim.diffusion.search import (
+    SEARCH_METHODS, TEACHER_METHODS, jump_costs, path_cost, run_teacher, search_trajectory,
+)
 from ddim.errors import InputError
 from ddim.utils.noise import CounterNoise
 
@@ -87,13 +89,14 @@ def search(model, schedule: NoiseSchedule, shape: tuple[int, ...], method: str, 
     x_T = CounterNoise(options.seed, range(options.num_latents), shape, torch.device(device)).latents()
     with torch.inference_mode():
         teacher = run_teacher(model, x_T, schedule, grid, options.teacher_method)
-    timesteps, cost = search_trajectory(teacher, schedule, method, steps)
+    costs = jump_costs(teacher, schedule, method)  # once, for the search and every fixed spacing it is compared with
+    timesteps, cost = search_trajectory(teacher, schedule, method, steps, costs)
     seconds = time.perf_counter() - start
     snapped = {}
     for skip in compare:
         fixed = make_timesteps(schedule.T, steps, skip, schedule.alphas_cumprod)
         on_grid = sorted({min(grid, key=lambda g: abs(g - t)) for t in fixed})
-        snapped[skip] = round(path_cost(teacher, schedule, method, on_grid), 6)
+        snapped[skip] = round(path_cost(teacher, schedule, method, on_grid, costs), 6)
     details = {"teacher_method": options.teacher_method, "teacher_steps": len(grid),
                "teacher_skip": options.teacher_skip, "num_latents": options.num_latents, "seed": options.seed,
                "search_seconds_per_latent": seconds / options.num_latents, "fixed_spacing_costs_on_grid": snapped}
