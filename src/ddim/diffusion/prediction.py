@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .schedule import NoiseSchedule
+from .schedule import NoiseSchedule, eps_from_x0, x0_from_eps
 
 PREDICTIONS = ("eps", "x0", "v")
 CLIP_MODES = ("none", "clip", "dynamic")
@@ -30,12 +30,12 @@ def check_prediction(prediction: str) -> str:
 def eps_x0_from_output(output: torch.Tensor, x_t: torch.Tensor, a_t: torch.Tensor | float,
                        prediction: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(ε̂, x̂0) from the network's output for `prediction` (the module docstring's table); a_t broadcasts."""
+    if check_prediction(prediction) == "eps":
+        return output, x0_from_eps(x_t, a_t, output)
+    if prediction == "x0":
+        return eps_from_x0(x_t, a_t, output), output
     a_t = torch.as_tensor(a_t, dtype=x_t.dtype, device=x_t.device)
     signal, noise = a_t.sqrt(), (1 - a_t).sqrt()
-    if check_prediction(prediction) == "eps":
-        return output, (x_t - noise * output) / signal
-    if prediction == "x0":
-        return (x_t - signal * output) / noise, output
     return signal * output + noise * x_t, signal * x_t - noise * output
 
 
@@ -114,8 +114,7 @@ class X0Clip:
             return eps, x0
         x0 = x0.clamp(-1, 1) if self.mode == "clip" else dynamic_threshold(x0, self.ratio, self.max_value)
         if self.recompute_eps:
-            a_t = torch.as_tensor(a_t, dtype=x_t.dtype, device=x_t.device)
-            eps = (x_t - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+            eps = eps_from_x0(x_t, a_t, x0)
         return eps, x0
 
 
