@@ -177,7 +177,7 @@ SOLVERS: dict[str, Solver] = {
     "dpm_2s": Solver(dpm_2s_sample, lambda n: n),
     "dpm_3": Solver(dpm_3_sample, lambda n: n),
     "heun": Solver(heun_sample, lambda n: 2 * n - 1, heun_encode),
-    "pndm": Solver(pndm_sample, pndm_nfe),  # pndm_dpmpp.py
+    "pndm": Solver(pndm_sample, pndm_nfe),
     "dpmpp_2s": Solver(dpmpp_2s_sample, lambda n: n, clips_x0=True),
 }
 METHODS = tuple(SOLVERS)
