@@ -113,9 +113,11 @@ def test_a_cell_killed_outright_is_failed_in_the_table_and_the_sweep_ends(checkp
 def test_a_cell_past_its_time_limit_is_requeued_and_finishes(checkpoint, idle, tmp_path):
     """SLURM's shortest limit is a minute and it looks every ~30 s: this one takes 60-90 s."""
     sweep, held = tmp_path / "sweep", tmp_path / "held"
-    # USR2 50 s before the 1-minute limit, at SLURM's first look after 10 s; the first run is held after its first
-    # chunk until then (HoldFirstRun). submitit calls it a time-out and requeues; the rerun goes on from the chunk
-    launching = sweep_popen(checkpoint, sweep, "sampler.steps=20", "sampler.eta=0", "hydra.launcher.signal_delay_s=50",
+    # USR2 40 s before the 1-minute limit, at SLURM's first look after 20 s (the job's start, which imports torch
+    # before submitit handles USR2, took over 10 s on a loaded machine: the signal killed it); the first run is held
+    # after its first chunk until then (HoldFirstRun). submitit calls it a time-out and requeues; the rerun goes on
+    # from the chunk. The limit's kill comes at a later look, 30 s or more after the signal
+    launching = sweep_popen(checkpoint, sweep, "sampler.steps=20", "sampler.eta=0", "hydra.launcher.signal_delay_s=40",
                             "+hydra.callbacks.hold._target_=tests.cluster.probes.HoldFirstRun",
                             f"+hydra.callbacks.hold.marker={held}", timeout_min=1)
     output, _ = launching.communicate(timeout=600)
