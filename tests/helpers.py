@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
@@ -56,3 +57,12 @@ def wait_until(condition: Callable[[], bool], process: subprocess.Popen, what: s
 
 def wait_for_file(path: Path, process: subprocess.Popen, timeout: float = 400) -> None:
     wait_until(path.exists, process, str(path), timeout)
+
+
+def chunk_indices(cell_dir: Path) -> list[int]:
+    """Every image index in a cell's finished chunk files, repeats kept: a repeated image shows up twice."""
+    indices: list[int] = []
+    for path in sorted(cell_dir.glob("features-*/[!.]*.npz")):
+        with np.load(path) as data:
+            indices.extend(int(i) for i in data["indices"])
+    return sorted(indices)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from ..e2e.test_cluster import chunk_indices, evaluate_popen
-from ..helpers import wait_until
+from ..e2e.test_cluster import evaluate_popen
+from ..helpers import chunk_indices, wait_until
 
 NUM_SAMPLES = 16
 # S=200 at 2 images a batch: ~2 s a batch here, so a signal lands between a cell's first chunk and its last

@@ -20,22 +20,13 @@ import yaml
 
 from ddim.evaluation.pipeline.store import done_indices, save_chunk
 
-from ..helpers import ROOT, compose_config, wait_until
+from ..helpers import ROOT, chunk_indices, compose_config, wait_until
 from .test_evaluate import run_evaluate
 
 # small and slow enough per batch that a signal lands between the first and the last chunk
 CELL = ["eval.num_samples=16", "eval.batch_size=4", "eval.recon_samples=0", "fid.kid_subsets=0", "eval.figures=false",
         "wandb=none"]
 NUM_SAMPLES = 16
-
-
-def chunk_indices(cell_dir: Path) -> list[int]:
-    """Every image index in the cell's finished chunk files, repeats kept: a repeated image shows up twice."""
-    indices: list[int] = []
-    for path in sorted(cell_dir.glob("features-*/[!.]*.npz")):
-        with np.load(path) as data:
-            indices.extend(int(i) for i in data["indices"])
-    return sorted(indices)
 
 
 def evaluate_popen(*args: str) -> subprocess.Popen:

@@ -9,11 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
-from ..helpers import ROOT, TINY_TRAIN, wait_for_file
+from ..helpers import ROOT, TINY_TRAIN, chunk_indices, wait_for_file
 
 # a checkpoint and a grid every 2 steps: each kill may lose at most the steps since the last checkpoint
 KILL_TRAIN = [*TINY_TRAIN, "trainer.max_steps=8", "logger=csv"]
@@ -95,15 +94,6 @@ def test_sigterm_saves_a_checkpoint_and_exits_143(tmp_path):
     step = ckpt["global_step"]
     assert 3 <= step < 100000 and int(ckpt["state_dict"]["ema.n_averaged"]) == step
     assert f"stopped by SIGTERM at step {step}; continue with resume=" in output
-
-
-def chunk_indices(cell: Path) -> list[int]:
-    """Every image index recorded in a cell's finished chunk files, repeats included."""
-    indices: list[int] = []
-    for path in cell.glob("features-*/[!.]*.npz"):
-        with np.load(path) as data:
-            indices.extend(int(i) for i in data["indices"])
-    return sorted(indices)
 
 
 def pause_sweep_args(pattern: str, marker: Path, nth: int = 1, release: Path | None = None) -> list[str]:
