@@ -51,6 +51,8 @@ PreemptMode=REQUEUE
 SlurmctldParameters=preempt_send_user_signal
 MinJobAge=600
 KillWait=5
+# a job past its limit is killed a minute later, not at the same look that may send its --signal (test_sweeps)
+OverTimeLimit=1
 InactiveLimit=0
 {nodes}
 PartitionName=low Nodes={node_list} Default=YES MaxTime=INFINITE State=UP PriorityTier=1 PreemptMode=REQUEUE

@@ -35,6 +35,12 @@ def slurm_job_id(cell_dir: Path) -> str:
     return str(yaml.safe_load((cell_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
 
 
+def job_logs(sweep: Path, chars: int = 3000) -> str:
+    """The tail of every submitit log of the sweep: what a job did when it never got as far as Hydra's files."""
+    logs = sorted((sweep / ".submitit").glob("*/*_log.*"))
+    return "\n".join(f"== {log.name}\n{log.read_text(errors='replace')[-chars:]}" for log in logs) or "no submitit logs"
+
+
 def cell_pid(job_id: str) -> int | None:
     """The pid of the cell's Python process (submitit's _submit) in that array task, if it runs now."""
     array, task = job_id.split("_")
@@ -113,17 +119,31 @@ def test_a_cell_killed_outright_is_failed_in_the_table_and_the_sweep_ends(checkp
 def test_a_cell_past_its_time_limit_is_requeued_and_finishes(checkpoint, idle, tmp_path):
     """SLURM's shortest limit is a minute and it looks every ~30 s: this one takes 60-90 s."""
     sweep, held = tmp_path / "sweep", tmp_path / "held"
-    # USR2 40 s before the 1-minute limit, at SLURM's first look after 20 s (the job's start, which imports torch
-    # before submitit handles USR2, took over 10 s on a loaded machine: the signal killed it); the first run is held
-    # after its first chunk until then (HoldFirstRun). submitit calls it a time-out and requeues; the rerun goes on
-    # from the chunk. The limit's kill comes at a later look, 30 s or more after the signal
-    launching = sweep_popen(checkpoint, sweep, "sampler.steps=20", "sampler.eta=0", "hydra.launcher.signal_delay_s=40",
+    # slurmctld sends USR2 at its first look (every ~30 s) at which the time left is <= signal_delay_s + 30 s
+    # (PERIODIC_TIMEOUT), so delay 5 s puts it 25-55 s into the 1-minute run: the job has imported torch and submitit
+    # handles USR2 by then (with 40 or 50 s it came at the first look, 0-30 s in, and on a loaded machine killed a job
+    # still unpickling). The first run is held after its first chunk until the signal (HoldFirstRun); submitit calls it
+    # a time-out and requeues; the rerun goes on from the chunk. The kill at the limit would come at a later look, and
+    # the cluster's OverTimeLimit=1 puts it a minute later still, so a look that comes late cannot signal and kill at once.
+    # Once requeued, the job gets 10 minutes: the rerun (start-up, reference statistics, the rest of the images) took
+    # 22 s here under load, too close to its own USR2 25 s in, which would make a second time-out of the one tested
+    launching = sweep_popen(checkpoint, sweep, "sampler.steps=20", "sampler.eta=0", "hydra.launcher.signal_delay_s=5",
                             "+hydra.callbacks.hold._target_=tests.cluster.probes.HoldFirstRun",
                             f"+hydra.callbacks.hold.marker={held}", timeout_min=1)
+    submitted = sweep / ".submitit"
+    wait_until(lambda: submitted.is_dir() and any(p.name.isdigit() for p in submitted.iterdir()), launching,
+               "the job's submitit folder")
+    job = next(p.name for p in submitted.iterdir() if p.name.isdigit())
+    try:
+        wait_until(lambda: time.sleep(0.5) or int(idle.job(job)["Restarts"]) >= 1, launching, "the time limit's requeue")
+    except AssertionError as failure:
+        raise AssertionError(f"{failure}\n{job_logs(sweep)}") from None
+    idle.run("scontrol", "update", f"JobId={job}", "TimeLimit=10")
     output, _ = launching.communicate(timeout=600)
     assert launching.returncode == 0, output[-4000:]
     cell = sweep / "0"
-    job = slurm_job_id(cell)
+    assert (cell / ".hydra" / "hydra.yaml").exists(), job_logs(sweep)
+    assert slurm_job_id(cell) == job
     log = (sweep / ".submitit" / job / f"{job}_0_log.out").read_text()
     restarts = int(idle.job(job)["Restarts"])
     print(f"time-limited cell {job}: requeued {restarts} time(s)")
