@@ -42,17 +42,19 @@ def tiny_train_config(output_dir: Path, *extra: str) -> DictConfig:
     return compose_config("train", output_dir, [*TINY_TRAIN, *extra])
 
 
-def wait_until(condition: Callable[[], bool], process: subprocess.Popen, what: str, timeout: float = 400) -> None:
-    """Polls `condition` while the child runs; its output in the failure when it ends first or time runs out."""
+def wait_until(condition: Callable[[], bool], process: subprocess.Popen, what: str, timeout: float = 400,
+               every: float = 0.05, details: Callable[[], str] = lambda: "") -> None:
+    """Polls `condition` every `every` s while the child runs; its output, and `details()`, in the failure when it
+    ends first or time runs out."""
     deadline = time.monotonic() + timeout
     while not condition():
         if process.poll() is not None:
             raise AssertionError(f"the process ended (rc {process.returncode}) before {what}:\n"
-                                 f"{process.communicate()[0][-4000:]}")
+                                 f"{process.communicate()[0][-4000:]}\n{details()}")
         if time.monotonic() > deadline:
             process.kill()
-            raise AssertionError(f"no {what} after {timeout} s")
-        time.sleep(0.05)
+            raise AssertionError(f"no {what} after {timeout} s\n{details()}")
+        time.sleep(every)
 
 
 def wait_for_file(path: Path, process: subprocess.Popen, timeout: float = 400) -> None:

@@ -35,6 +35,12 @@ def slurm_job_id(cell_dir: Path) -> str:
     return str(yaml.safe_load((cell_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]["job"]["id"])
 
 
+def submitted_job(sweep: Path) -> str | None:
+    """The SLURM job id of the sweep's submission (submitit names its folder after it), once there is one."""
+    folders = [p.name for p in (sweep / ".submitit").glob("*") if p.name.isdigit()]
+    return folders[0] if folders else None
+
+
 def job_logs(sweep: Path, chars: int = 3000) -> str:
     """The tail of every submitit log of the sweep: what a job did when it never got as far as Hydra's files."""
     logs = sorted((sweep / ".submitit").glob("*/*_log.*"))
@@ -130,14 +136,10 @@ def test_a_cell_past_its_time_limit_is_requeued_and_finishes(checkpoint, idle, t
     launching = sweep_popen(checkpoint, sweep, "sampler.steps=20", "sampler.eta=0", "hydra.launcher.signal_delay_s=5",
                             "+hydra.callbacks.hold._target_=tests.cluster.probes.HoldFirstRun",
                             f"+hydra.callbacks.hold.marker={held}", timeout_min=1)
-    submitted = sweep / ".submitit"
-    wait_until(lambda: submitted.is_dir() and any(p.name.isdigit() for p in submitted.iterdir()), launching,
-               "the job's submitit folder")
-    job = next(p.name for p in submitted.iterdir() if p.name.isdigit())
-    try:
-        wait_until(lambda: time.sleep(0.5) or int(idle.job(job)["Restarts"]) >= 1, launching, "the time limit's requeue")
-    except AssertionError as failure:
-        raise AssertionError(f"{failure}\n{job_logs(sweep)}") from None
+    wait_until(lambda: submitted_job(sweep) is not None, launching, "the job's submitit folder")
+    job = submitted_job(sweep)
+    wait_until(lambda: int(idle.job(job)["Restarts"]) >= 1, launching, "the time limit's requeue", every=0.5,
+               details=lambda: job_logs(sweep))
     idle.run("scontrol", "update", f"JobId={job}", "TimeLimit=10")
     output, _ = launching.communicate(timeout=600)
     assert launching.returncode == 0, output[-4000:]

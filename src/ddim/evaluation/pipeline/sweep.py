@@ -126,7 +126,8 @@ def log_sweep_to_wandb(config: DictConfig, cells: list[dict[str, Any]], sweep_di
     import wandb
 
     columns = sorted({k for c in cells for k, v in c.items() if isinstance(v, (int, float, str)) or v is None} - {"key"})
-    # η is a number in most cells and "sigma_hat" in DDPM's: a column of mixed types, which wandb.Table refuses unless told
+    # η is a number in most cells and "sigma_hat" in DDPM's: a column of mixed types, which wandb.Table refuses
+    # unless told
     table = wandb.Table(columns=columns, data=[[c.get(k) for k in columns] for c in cells], allow_mixed_types=True)
     try:
         run = wandb.init(project=config.wandb.project, mode=config.wandb.mode, dir=str(sweep_dir), name="sweep-summary",
